@@ -1,0 +1,1 @@
+"""Ready, tested patch recipes for real deployment problems (run from the repository root)."""
