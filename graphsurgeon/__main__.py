@@ -1,0 +1,5 @@
+import sys
+
+from graphsurgeon.cli import main
+
+sys.exit(main())

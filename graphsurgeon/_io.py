@@ -1,0 +1,174 @@
+"""Reading and writing model files: clear errors on bad input, lazy external data, atomic saves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from google.protobuf.message import DecodeError
+from onnx import ModelProto, TensorProto, numpy_helper
+
+from graphsurgeon._external_data import copy_file, is_external, validate_external_data
+from graphsurgeon._walk import model_graphs, model_tensors
+from graphsurgeon.errors import ModelLoadError, SaveError
+
+PROTOBUF_LIMIT = 2**31 - 1
+
+
+def parse_model(data: bytes, what: str) -> ModelProto:
+    """Parse and sanity-check a serialized ModelProto; `what` names the source in messages."""
+    if not data:
+        raise ModelLoadError(f"{what} is empty, not an ONNX model")
+    model = ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise ModelLoadError(
+            f"{what} is not a valid ONNX model: protobuf could not parse it "
+            f"(truncated, corrupt, not ONNX, or nested deeper than protobuf allows): {e}"
+        ) from e
+    check_is_onnx(model, what)
+    return model
+
+
+def check_is_onnx(model: ModelProto, what: str) -> None:
+    """Refuse protobufs that parse but hold no ONNX model (random bytes often parse as unknown fields)."""
+    if model.ir_version <= 0 or not model.HasField("graph"):
+        raise ModelLoadError(f"{what} is not an ONNX model (no IR version or no graph)")
+    if model.ir_version >= 3 and not model.opset_import:
+        raise ModelLoadError(f"{what} is not a valid ONNX model: it imports no opset")
+
+
+def read_model_file(path: Path) -> ModelProto:
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModelLoadError(f"{path} is a directory, not an ONNX model file")
+    try:
+        size = path.stat().st_size
+        if size > PROTOBUF_LIMIT:
+            raise ModelLoadError(
+                f"{path} is {size} bytes: protobuf cannot hold a model over 2 GB in one file "
+                "(such models keep their weights in external data)"
+            )
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelLoadError(f"{path}: cannot read: {e.strerror or e}") from e
+    return parse_model(data, str(path))
+
+
+def _unused_location(model: ModelProto, wanted: str) -> str:
+    used = {
+        entry.value
+        for t in model_tensors(model)
+        if is_external(t)
+        for entry in t.external_data
+        if entry.key == "location"
+    }
+    if wanted not in used:
+        return wanted
+    stem, n = wanted.removesuffix(".data"), 1
+    while f"{stem}.{n}.data" in used:
+        n += 1
+    return f"{stem}.{n}.data"
+
+
+def externalize(model: ModelProto, data_dir: Path, location: str, threshold: int) -> list[Path]:
+    """Move inline initializers of at least `threshold` bytes into a new data file `location` in `data_dir`.
+
+    Existing data files are never touched: if `location` is already used, a fresh name is picked.
+    Returns the files written.
+    """
+    location = _unused_location(model, location)
+    path = data_dir / location
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    moved = 0
+    try:
+        with open(tmp, "wb") as f:
+            for graph in model_graphs(model):
+                for tensor in graph.initializer:
+                    if is_external(tensor) or tensor.data_type == TensorProto.STRING:
+                        continue
+                    data = tensor.raw_data if tensor.HasField("raw_data") else None
+                    if data is None:
+                        if tensor.ByteSize() < threshold:
+                            continue
+                        data = numpy_helper.to_array(tensor).tobytes()
+                    if len(data) < threshold:
+                        continue
+                    offset = f.tell()
+                    if len(data) >= 4096 and offset % 4096:
+                        f.write(b"\0" * (4096 - offset % 4096))
+                        offset = f.tell()
+                    f.write(data)
+                    name, dims, dtype, doc = tensor.name, list(tensor.dims), tensor.data_type, tensor.doc_string
+                    tensor.Clear()
+                    tensor.name, tensor.data_type, tensor.doc_string = name, dtype, doc
+                    tensor.dims.extend(dims)
+                    tensor.data_location = TensorProto.EXTERNAL
+                    for key, value in (("location", location), ("offset", offset), ("length", len(data))):
+                        entry = tensor.external_data.add()
+                        entry.key, entry.value = key, str(value)
+                    moved += 1
+        if not moved:
+            return []
+        os.replace(tmp, path)
+        return [path]
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_model(
+    model: ModelProto,
+    target: Path,
+    *,
+    data_dir: Path | None,
+    out_data_dir: Path,
+    external_data: str | None = None,
+    external_data_threshold: int = 1024,
+) -> Path | None:
+    """Write `model` to `target` atomically; returns the folder its external data now resolves against.
+
+    External data files referenced by the model are copied (kernel-side) from `data_dir` to `out_data_dir`
+    when those differ, and left alone when they are the same. `external_data` names a new data file for
+    the model's inline initializers; a model too big for one protobuf gets one automatically.
+    """
+    if target.is_dir():
+        raise SaveError(f"{target} is a directory; give a file path to save to")
+    created: list[Path] = []
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        out_data_dir.mkdir(parents=True, exist_ok=True)
+        files = validate_external_data(model, data_dir)
+        if files and data_dir is not None and out_data_dir.resolve() != data_dir.resolve():
+            for location, src in files.items():
+                dst = out_data_dir / location
+                if dst.exists() and os.path.samefile(src, dst):
+                    continue
+                existed = dst.exists()
+                copy_file(src, dst)
+                if not existed:
+                    created.append(dst)
+        copied = len(created)
+        if external_data:
+            created += externalize(model, out_data_dir, external_data, external_data_threshold)
+        try:
+            data = model.SerializeToString()
+        except ValueError:  # over protobuf's 2 GB: move weights out, then serialize the graph
+            created += externalize(model, out_data_dir, f"{target.name}.data", external_data_threshold)
+            data = model.SerializeToString()
+        moved_out = len(created) > copied
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        created.clear()
+    except OSError as e:
+        raise SaveError(f"cannot write {target}: {e.strerror or e}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+        for path in created:  # only on failure: leave nothing half-done behind
+            path.unlink(missing_ok=True)
+    return out_data_dir if (files or moved_out) else data_dir

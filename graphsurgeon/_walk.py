@@ -1,0 +1,82 @@
+"""Iterative traversal of everything a ModelProto holds: graphs, subgraphs, functions, tensors.
+
+No recursion anywhere, so nesting depth is limited only by what protobuf itself parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
+
+
+def node_subgraphs(node: NodeProto) -> Iterator[tuple[str, GraphProto]]:
+    """The subgraphs a node holds directly (If branches, Loop/Scan bodies...), with their attribute names."""
+    for attr in node.attribute:
+        if attr.type == AttributeProto.GRAPH:
+            yield attr.name, attr.g
+        elif attr.type == AttributeProto.GRAPHS:
+            for g in attr.graphs:
+                yield attr.name, g
+
+
+def has_subgraphs(node: NodeProto) -> bool:
+    return any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute)
+
+
+def graphs_under(*roots: GraphProto) -> Iterator[GraphProto]:
+    """The given graphs and every subgraph nested in them, outer before inner."""
+    stack = list(reversed(roots))
+    while stack:
+        graph = stack.pop()
+        yield graph
+        for node in graph.node:
+            stack.extend(g for _, g in node_subgraphs(node))
+
+
+def model_graphs(model: ModelProto) -> Iterator[GraphProto]:
+    """Every graph in the model: function subgraphs, the main graph and its subgraphs, training graphs."""
+    for function in model.functions:
+        for node in function.node:
+            yield from graphs_under(*(g for _, g in node_subgraphs(node)))
+    if model.HasField("graph"):
+        yield from graphs_under(model.graph)
+    for info in model.training_info:
+        yield from graphs_under(info.initialization, info.algorithm)
+
+
+def model_nodes(model: ModelProto) -> Iterator[NodeProto]:
+    """Every node in the model: graphs, subgraphs and function bodies."""
+    for function in model.functions:
+        yield from function.node
+    for graph in model_graphs(model):
+        yield from graph.node
+
+
+def _attribute_tensors(node: NodeProto) -> Iterator[TensorProto]:
+    for attr in node.attribute:
+        if attr.type == AttributeProto.TENSOR:
+            yield attr.t
+        elif attr.type == AttributeProto.TENSORS:
+            yield from attr.tensors
+        elif attr.type == AttributeProto.SPARSE_TENSOR:
+            yield attr.sparse_tensor.values
+            yield attr.sparse_tensor.indices
+        elif attr.type == AttributeProto.SPARSE_TENSORS:
+            for sparse in attr.sparse_tensors:
+                yield sparse.values
+                yield sparse.indices
+
+
+def model_tensors(model: ModelProto) -> Iterator[TensorProto]:
+    """Every TensorProto in the model: initializers, sparse initializers and tensor attributes, at any depth."""
+    for function in model.functions:
+        for node in function.node:
+            yield from _attribute_tensors(node)
+    for graph in model_graphs(model):
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        for node in graph.node:
+            yield from _attribute_tensors(node)

@@ -1,0 +1,1 @@
+"""The rewrites and reports behind the editor's verbs, one module each."""
