@@ -124,16 +124,19 @@ def write_model(
     out_data_dir: Path,
     external_data: str | None = None,
     external_data_threshold: int = 1024,
+    movable: set[Path] | None = None,
 ) -> Path | None:
     """Write `model` to `target` atomically; returns the folder its external data now resolves against.
 
     External data files referenced by the model are copied (kernel-side) from `data_dir` to `out_data_dir`
     when those differ, and left alone when they are the same. `external_data` names a new data file for
-    the model's inline initializers; a model too big for one protobuf gets one automatically.
+    the model's inline initializers; a model too big for one protobuf gets one automatically. Files in
+    `movable` (scratch files a rewrite wrote) are moved rather than copied, and moved back if the save fails.
     """
     if target.is_dir():
         raise SaveError(f"{target} is a directory; give a file path to save to")
     created: list[Path] = []
+    moved: list[tuple[Path, Path]] = []
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +148,13 @@ def write_model(
                 if dst.exists() and os.path.samefile(src, dst):
                     continue
                 existed = dst.exists()
+                if movable and src in movable and not existed:
+                    try:
+                        os.replace(src, dst)
+                        moved.append((src, dst))
+                        continue
+                    except OSError:  # another filesystem: copy below
+                        pass
                 copy_file(src, dst)
                 if not existed:
                     created.append(dst)
@@ -163,10 +173,13 @@ def write_model(
             os.fsync(f.fileno())
         os.replace(tmp, target)
         created.clear()
+        moved.clear()
     except OSError as e:
         raise SaveError(f"cannot write {target}: {e.strerror or e}") from e
     finally:
         tmp.unlink(missing_ok=True)
         for path in created:  # only on failure: leave nothing half-done behind
             path.unlink(missing_ok=True)
+        for src, dst in moved:
+            os.replace(dst, src)
     return out_data_dir if (files or moved_out) else data_dir

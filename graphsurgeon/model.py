@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,7 @@ class Model:
         self.external_data_dir = external_data_dir
         self.changes: list[str] = []
         self._index: ModelIndex | None = None
+        self._unsaved_data: dict[Path, weakref.finalize] = {}
 
     # -- state -------------------------------------------------------------------------------------------
     @property
@@ -92,6 +94,15 @@ class Model:
         if tensor is None:
             raise KeyError(f"no initializer named {name!r}")
         return read_tensor(tensor, self.external_data_dir)
+
+    def adopt_data_file(self, path: Path) -> None:
+        """Register a new data file a rewrite wrote into :attr:`external_data_dir` (e.g. folded weights).
+
+        Until the model is saved it is scratch: a save to another folder moves it there (instead of copying),
+        and it is deleted if the model is discarded unsaved.
+        """
+        path = Path(path).resolve()
+        self._unsaved_data[path] = weakref.finalize(self, _unlink_quietly, path)
 
     # -- saving ------------------------------------------------------------------------------------------
     def save(
@@ -130,7 +141,14 @@ class Model:
             out_data_dir=out_data_dir,
             external_data=external_data,
             external_data_threshold=external_data_threshold,
+            movable=set(self._unsaved_data),
         )
+        new_dir = self.external_data_dir.resolve() if self.external_data_dir is not None else None
+        for scratch, finalizer in self._unsaved_data.items():
+            finalizer.detach()
+            if new_dir is not None and scratch.parent != new_dir:
+                _unlink_quietly(scratch)  # copied rather than moved (another filesystem): drop the scratch
+        self._unsaved_data.clear()
         self.path = target
         return target
 
@@ -175,3 +193,10 @@ class Model:
         from graphsurgeon.passes.check import check
 
         return check(self)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
