@@ -182,6 +182,27 @@ class Model:
         toposort(self)
         return self
 
+    def fold_constants(
+        self,
+        *,
+        size_limit: int = 1 << 20,
+        exclude: list[str] | tuple[str, ...] = (),
+        strict: bool = False,
+        fold_qdq: bool = False,
+    ) -> Model:
+        """Evaluate every node whose inputs are all known and replace its outputs with initializers."""
+        from graphsurgeon.passes.fold_constants import fold_constants
+
+        fold_constants(self, size_limit=size_limit, exclude=exclude, strict=strict, fold_qdq=fold_qdq)
+        return self
+
+    def simplify(self, *, input_shape: list[str] | tuple[str, ...] = (), size_limit: int = 1 << 20) -> Model:
+        """Shape inference, constant folding, dead code, no-op elimination and CSE, repeated to a fixed point."""
+        from graphsurgeon.passes.simplify import simplify
+
+        simplify(self, input_shape=input_shape, size_limit=size_limit)
+        return self
+
     def inspect(self) -> ModelReport:
         """A summary: inputs/outputs, opsets, IR version, op counts, initializers, external data, functions."""
         from graphsurgeon.passes.inspect import inspect

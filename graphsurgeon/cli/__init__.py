@@ -35,6 +35,30 @@ def _inspect_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def _size_limit_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--size-limit",
+        type=int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="never materialise a new tensor above BYTES unless the inputs it frees are as big (default: 1 MiB)",
+    )
+
+
+def _fold_constants_options(parser: argparse.ArgumentParser) -> None:
+    _size_limit_option(parser)
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="SEL", help="nodes never to fold (name, op, glob)")
+    parser.add_argument("--strict", action="store_true", help="fail if a node with constant inputs cannot be folded")
+    parser.add_argument("--fold-qdq", action="store_true", help="fold QuantizeLinear/DequantizeLinear too")
+
+
+def _simplify_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--input-shape", nargs="+", default=[], metavar="NAME:DIMS", help="fix an input's dims first, e.g. x:1,3,224,224"
+    )
+    _size_limit_option(parser)
+
+
 VERBS: dict[str, Verb] = {
     "promote-input": Verb(
         "turn a node's constant operand into a graph input",
@@ -43,6 +67,16 @@ VERBS: dict[str, Verb] = {
     ),
     "cleanup": Verb("remove nodes, initializers, value_info, functions and opset imports nothing uses"),
     "toposort": Verb("sort nodes topologically (stable, linear, subgraph-aware)"),
+    "fold-constants": Verb(
+        "evaluate nodes whose inputs are all known (incl. static shape arithmetic); outputs become initializers",
+        _fold_constants_options,
+        kwargs=["size_limit", "exclude", "strict", "fold_qdq"],
+    ),
+    "simplify": Verb(
+        "shape inference, constant folding, dead code, no-op elimination and CSE, to a fixed point",
+        _simplify_options,
+        kwargs=["input_shape", "size_limit"],
+    ),
     "inspect": Verb("summarize inputs, outputs, opsets, ops, weights, functions, subgraphs", _inspect_options, False),
     "check": Verb("run onnx's full checker and load the model in onnxruntime", writes=False),
 }
