@@ -9,7 +9,7 @@ that arrive at run time, and piecewise-linear calibration tables.
 from __future__ import annotations
 
 import torch
-from onnxscript import INT64
+from onnxscript import BOOL, INT64
 from onnxscript import opset18 as op
 from onnxscript import script
 
@@ -21,9 +21,8 @@ def _body(sorted_sequence, values, right: bool):
     # Count, for each value, the sequence entries below it (or not above it, when right).
     sequence = op.Unsqueeze(sorted_sequence, [-2])  # (..., 1, M)
     value = op.Unsqueeze(values, [-1])  # (..., K, 1)
-    strict = op.Less(sequence, value)
-    inclusive = op.LessOrEqual(sequence, value)
-    below = op.Where(op.Cast(op.Constant(value_int=right), to=9), inclusive, strict)  # 9: BOOL
+    ties_count = op.Cast(op.Constant(value_int=right), to=BOOL.dtype)
+    below = op.Or(op.Less(sequence, value), op.And(ties_count, op.Equal(sequence, value)))
     return op.ReduceSum(op.Cast(below, to=INT64.dtype), [-1], keepdims=0)
 
 
