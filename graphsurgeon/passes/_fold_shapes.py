@@ -1,0 +1,309 @@
+"""Static and symbolic shape knowledge for folding: inferred types, and the values of Shape-derived tensors.
+
+Two sources:
+
+* onnx's shape inference (with data propagation) on a light copy of the model (large weights become typed
+  inputs, so no weight is read): element types and dims of every value it can reach, in every graph.
+* our own propagation of *partial values* for the small integer tensors that shape arithmetic produces:
+  ``Shape(x)`` is the list of x's dims, each an int when static or a symbol otherwise (the dim_param, or a
+  symbol unique to that tensor and axis); Gather / Slice / Concat / Unsqueeze / Squeeze / Cast / Identity
+  carry those lists along. A tensor whose partial value is all ints is a constant even though the graph
+  computes it from a dynamic tensor (``Shape(x)[1]`` of an ``x`` of shape ``[N, 256]`` is 256), and two
+  partial values with the same symbols are equal (``Reshape(x, Concat(Shape(x)[0:1], [256]))`` is a no-op).
+
+onnx's inference alone cannot resolve Shape→Gather→Unsqueeze→Concat→Reshape chains; this propagation can
+wherever the dims involved are static, and folding does the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, NodeProto, TensorProto, TypeProto, helper
+
+from graphsurgeon._external_data import is_external
+from graphsurgeon._index import Scope
+from graphsurgeon._walk import model_graphs
+from graphsurgeon.model import Model
+from graphsurgeon.passes._shapes import _light_copy
+from graphsurgeon.passes.toposort import sorted_nodes
+
+_SMALL = 64  # largest integer constant (elements) tracked as a partial value
+_INT_TYPES = {TensorProto.INT64: np.int64, TensorProto.INT32: np.int32}
+
+
+@dataclass(frozen=True)
+class Sym:
+    """An unknown dim: equal only to itself."""
+
+    key: tuple
+
+
+Elem = int | Sym | None  # None: unknown and not even named
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A small integer tensor of rank 0 or 1 whose elements are ints or symbols."""
+
+    dtype: int  # TensorProto data type (INT64 / INT32)
+    scalar: bool
+    elems: tuple[Elem, ...]
+
+    def is_static(self) -> bool:
+        return all(isinstance(e, int) for e in self.elems)
+
+    def array(self) -> np.ndarray:
+        arr = np.array(self.elems, dtype=_INT_TYPES[self.dtype])
+        return arr.reshape(()) if self.scalar else arr
+
+
+def _attr(node: NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            if a.ref_attr_name:
+                return default
+            return helper.get_attribute_value(a)
+    return default
+
+
+class ShapeInfo:
+    """Types from onnx's inference (graphs only, not function bodies) and partial values, per scope."""
+
+    def __init__(self, model: Model, *, infer: bool = True):
+        self.model = model
+        self.index = model.index
+        self.types: dict[int, dict[str, TypeProto]] = {}
+        self.partial: dict[tuple[int, str], Partial] = {}
+        if infer:
+            self._infer()
+        self._record_declared()
+        self._propagate()
+
+    # -- types -------------------------------------------------------------------------------------------
+    def _infer(self) -> None:
+        proto = self.model.proto
+        graphs = list(model_graphs(proto))
+        light = _light_copy(proto)
+        try:
+            inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
+        except Exception:  # advisory: without it, only declared types are known
+            return
+        for graph, inferred_graph in zip(graphs, model_graphs(inferred), strict=False):
+            types = self.types.setdefault(id(graph), {})
+            for vi in (*inferred_graph.input, *inferred_graph.value_info, *inferred_graph.output):
+                if vi.type.WhichOneof("value") is not None:
+                    types[vi.name] = vi.type
+
+    def _record_declared(self) -> None:
+        """Declared value_info / inputs / outputs where inference said nothing; initializers exactly."""
+        for scope in self.index.graph_scopes():
+            types = self.types.setdefault(id(scope.container), {})
+            graph = scope.container
+            for vi in (*graph.input, *graph.value_info, *graph.output):
+                if vi.name not in types and vi.type.WhichOneof("value") is not None:
+                    types[vi.name] = vi.type
+            for t in graph.initializer:
+                types[t.name] = helper.make_tensor_type_proto(t.data_type, list(t.dims))
+
+    def type_of(self, scope: Scope, name: str) -> TypeProto | None:
+        home = scope.resolve(name) or scope
+        while home is not None:
+            found = self.types.get(id(home.container), {}).get(name)
+            if found is not None:
+                return found
+            home = home.parent
+        return None
+
+    def is_tensor(self, scope: Scope, name: str) -> bool | None:
+        t = self.type_of(scope, name)
+        if t is None:
+            return None
+        return t.WhichOneof("value") == "tensor_type"
+
+    def elem_type(self, scope: Scope, name: str) -> int | None:
+        t = self.type_of(scope, name)
+        if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.elem_type:
+            return None
+        return t.tensor_type.elem_type
+
+    def dims(self, scope: Scope, name: str) -> list[int | None] | None:
+        """Static dims (None where not static), or None if the rank is unknown."""
+        t = self.type_of(scope, name)
+        if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.HasField("shape"):
+            return None
+        return [d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim]
+
+    def symbolic_dims(self, scope: Scope, name: str) -> list[Elem] | None:
+        """Dims as ints or symbols (dim_param, else unique to this tensor and axis); None if rank unknown."""
+        t = self.type_of(scope, name)
+        if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.HasField("shape"):
+            return None
+        home = scope.resolve(name) or scope
+        out: list[Elem] = []
+        for axis, d in enumerate(t.tensor_type.shape.dim):
+            if d.HasField("dim_value"):
+                out.append(d.dim_value)
+            elif d.dim_param:
+                out.append(Sym(("param", d.dim_param)))
+            else:
+                out.append(Sym(("anon", id(home.container), name, axis)))
+        return out
+
+    def nbytes(self, scope: Scope, name: str) -> int | None:
+        """Bytes of a tensor whose type and dims are all static; None otherwise."""
+        dims = self.dims(scope, name)
+        elem = self.elem_type(scope, name)
+        if dims is None or elem is None or any(d is None for d in dims) or elem == TensorProto.STRING:
+            return None
+        try:
+            size = np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize
+        except Exception:
+            return None
+        count = 1
+        for d in dims:
+            count *= d
+        return count * size
+
+    # -- partial values ----------------------------------------------------------------------------------
+    def value(self, scope: Scope, name: str) -> Partial | None:
+        home = scope.resolve(name)
+        if home is None:
+            return None
+        return self.partial.get((id(home), name))
+
+    def _constant_partial(self, scope: Scope, name: str) -> Partial | None:
+        home = scope.resolve(name)
+        if home is None:
+            return None
+        tensor = None
+        if name in home.initializers and not (home.parent is None and not home.is_function and name in home.inputs):
+            tensor = home.initializers[name]
+        else:
+            producer = home.producer.get(name)
+            if producer is not None and producer.op_type == "Constant" and producer.domain in ("", "ai.onnx"):
+                for a in producer.attribute:
+                    if a.name == "value" and a.type == AttributeProto.TENSOR:
+                        tensor = a.t
+                    elif a.name == "value_int":
+                        return Partial(TensorProto.INT64, True, (a.i,))
+                    elif a.name == "value_ints":
+                        return Partial(TensorProto.INT64, False, tuple(a.ints))
+        if tensor is None or tensor.data_type not in _INT_TYPES or len(tensor.dims) > 1 or is_external(tensor):
+            return None
+        count = int(np.prod(tensor.dims)) if tensor.dims else 1
+        if count > _SMALL:
+            return None
+        arr = onnx.numpy_helper.to_array(tensor)
+        return Partial(tensor.data_type, arr.ndim == 0, tuple(int(v) for v in arr.reshape(-1)))
+
+    def _input(self, scope: Scope, node: NodeProto, i: int) -> Partial | None:
+        if i >= len(node.input) or not node.input[i]:
+            return None
+        name = node.input[i]
+        found = self.value(scope, name)
+        return found if found is not None else self._constant_partial(scope, name)
+
+    def _propagate(self) -> None:
+        for scope in self.index.scopes:
+            for node in sorted_nodes(scope):
+                if node.domain not in ("", "ai.onnx") or len(node.output) != 1 or not node.output[0]:
+                    continue
+                try:
+                    result = self._rule(scope, node)
+                except (ValueError, IndexError, TypeError, KeyError, OverflowError):
+                    result = None
+                if result is not None:
+                    self.partial[(id(scope), node.output[0])] = result
+
+    def _rule(self, scope: Scope, node: NodeProto) -> Partial | None:  # noqa: C901 - one rule per op
+        op = node.op_type
+        if op == "Shape":
+            dims = self.symbolic_dims(scope, node.input[0])
+            if dims is None:
+                return None
+            rank = len(dims)
+            start, end = _attr(node, "start", 0), _attr(node, "end", rank)
+            start = max(0, min(rank, start + rank if start < 0 else start))
+            end = max(0, min(rank, end + rank if end < 0 else end))
+            return Partial(TensorProto.INT64, False, tuple(dims[start:end]))
+        if op == "Size":
+            dims = self.dims(scope, node.input[0])
+            if dims is None or any(d is None for d in dims):
+                return None
+            return Partial(TensorProto.INT64, True, (int(np.prod(dims, dtype=np.int64)),))
+        if op in ("Identity", "Cast"):
+            src = self._input(scope, node, 0)
+            if src is None:
+                return None
+            if op == "Cast":
+                to = _attr(node, "to")
+                if to not in _INT_TYPES:
+                    return None
+                return Partial(to, src.scalar, src.elems)
+            return src
+        if op == "Gather":
+            data, idx = self._input(scope, node, 0), self._input(scope, node, 1)
+            if data is None or idx is None or data.scalar or _attr(node, "axis", 0) not in (0, -1):
+                return None
+            if not idx.is_static():
+                return None
+            n = len(data.elems)
+            picked = tuple(data.elems[i + n if i < 0 else i] for i in idx.elems)
+            return Partial(data.dtype, idx.scalar, picked)
+        if op == "Slice":
+            data = self._input(scope, node, 0)
+            if data is None or data.scalar:
+                return None
+            if len(node.input) > 1:
+                starts, ends = self._input(scope, node, 1), self._input(scope, node, 2)
+                axes = self._input(scope, node, 3) if len(node.input) > 3 and node.input[3] else None
+                steps = self._input(scope, node, 4) if len(node.input) > 4 and node.input[4] else None
+                if starts is None or ends is None or (len(node.input) > 3 and node.input[3] and axes is None):
+                    return None
+                if len(node.input) > 4 and node.input[4] and steps is None:
+                    return None
+                if not all(p is None or p.is_static() for p in (starts, ends, axes, steps)):
+                    return None
+                s, e = starts.elems, ends.elems
+                ax = axes.elems if axes is not None else (0,)
+                st = steps.elems if steps is not None else (1,)
+            else:
+                s, e = tuple(_attr(node, "starts", [])), tuple(_attr(node, "ends", []))
+                ax, st = tuple(_attr(node, "axes", [0])), (1,)
+            if len(s) != 1 or len(e) != 1 or tuple(ax) not in ((0,), (-1,)) or len(st) != 1 or st[0] == 0:
+                return None
+            return Partial(data.dtype, False, tuple(data.elems[slice(s[0], e[0], st[0])]))
+        if op == "Concat":
+            parts = [self._input(scope, node, i) for i in range(len(node.input))]
+            if any(p is None or p.scalar for p in parts) or _attr(node, "axis", 0) not in (0, -1):
+                return None
+            elems: tuple[Elem, ...] = ()
+            for p in parts:
+                elems += p.elems
+            return Partial(parts[0].dtype, False, elems)
+        if op == "Unsqueeze":
+            src = self._input(scope, node, 0)
+            if src is None or not src.scalar:
+                return None
+            return Partial(src.dtype, False, src.elems)
+        if op == "Squeeze":
+            src = self._input(scope, node, 0)
+            if src is None or src.scalar or len(src.elems) != 1:
+                return None
+            return Partial(src.dtype, True, src.elems)
+        if op in ("Add", "Sub", "Mul", "Div"):
+            a, b = self._input(scope, node, 0), self._input(scope, node, 1)
+            if a is None or b is None or not (a.is_static() and b.is_static()):
+                return None
+            arr = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _int_div}[op](a.array(), b.array())
+            return Partial(a.dtype, arr.ndim == 0, tuple(int(v) for v in np.asarray(arr).reshape(-1)))
+        return None
+
+
+def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if np.any(b == 0):
+        raise ValueError("division by zero")
+    return np.trunc(a / b).astype(a.dtype)

@@ -1,0 +1,371 @@
+"""The rewrites simplify runs besides folding: no-op elimination and common-subexpression elimination.
+
+Both work the same way: decide, per scope, which tensors are *aliases* of others (a no-op's output is its
+input; a duplicate's output is the original's), rewire every read of an alias — including reads from inside
+nested subgraphs — to what it stands for, and drop the nodes that produced aliases. A graph output keeps its
+name: when a no-op produces one, the tensor it passes through is renamed to the output instead (if that
+tensor is produced by a node of the same graph and is not itself part of the interface); otherwise the
+node stays. Each pass is one walk over the nodes in topological order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import AttributeProto, NodeProto, TensorProto
+
+from graphsurgeon._external_data import declared_nbytes, is_external
+from graphsurgeon._index import Scope
+from graphsurgeon.model import Model
+from graphsurgeon.passes._fold_shapes import Partial, ShapeInfo, _attr
+from graphsurgeon.passes.fold_constants import RANDOM_OPS, _is_constant_node
+from graphsurgeon.passes.toposort import sorted_nodes
+
+_STANDARD = ("", "ai.onnx")
+
+
+class Aliases:
+    """Per scope, alias -> replacement, with chains resolved."""
+
+    def __init__(self) -> None:
+        self.map: dict[str, str] = {}
+
+    def add(self, alias: str, target: str) -> None:
+        self.map[alias] = target
+
+    def resolve(self, name: str) -> str:
+        seen = []
+        while name in self.map:
+            seen.append(name)
+            name = self.map[name]
+        for s in seen:
+            self.map[s] = name
+        return name
+
+
+def apply_aliases(scope: Scope, aliases: Aliases) -> None:
+    """Rewire every read of an alias in `scope` and in the subgraphs below it that read it from outside."""
+    if not aliases.map:
+        return
+    for node in scope.nodes:
+        for i, name in enumerate(node.input):
+            if name in aliases.map:
+                node.input[i] = aliases.resolve(name)
+    stack = [
+        child
+        for node in scope.nodes
+        for child in scope.children.get(id(node), ())
+        if not child.free_names.isdisjoint(aliases.map)
+    ]
+    while stack:
+        child = stack.pop()
+        local = {n for n in aliases.map if child.defines(n)}
+        for node in child.nodes:
+            for i, name in enumerate(node.input):
+                if name in aliases.map and name not in local:
+                    node.input[i] = aliases.resolve(name)
+        for vi in child.container.output:
+            if vi.name in aliases.map and vi.name not in local:
+                vi.name = aliases.resolve(vi.name)
+        for node in child.nodes:
+            for grandchild in child.children.get(id(node), ()):
+                if not grandchild.free_names.isdisjoint(aliases.map):
+                    stack.append(grandchild)
+
+
+# -- constants -------------------------------------------------------------------------------------------
+def small_constant(model: Model, scope: Scope, name: str, limit: int = 4096) -> np.ndarray | None:
+    """The value of a small constant (initializer not overridable by an input, or Constant node)."""
+    if not name:
+        return None
+    home = scope.resolve(name)
+    if home is None or name in home.inputs:
+        return None
+    tensor = home.initializers.get(name)
+    if tensor is None:
+        producer = home.producer.get(name)
+        if producer is None or not _is_constant_node(producer):
+            return None
+        from graphsurgeon.passes.fold_constants import _constant_tensor
+
+        tensor = _constant_tensor(producer, name)
+    if tensor is None or is_external(tensor) or tensor.data_type == TensorProto.STRING:
+        return None
+    size = declared_nbytes(tensor)
+    if size is None or size > limit:
+        return None
+    from onnx import numpy_helper
+
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception:
+        return None
+
+
+def _target(model: Model, shapes: ShapeInfo, scope: Scope, name: str) -> list | None:
+    """A 1-D int shape operand as a list of ints/symbols, from a constant or a partial value."""
+    value = small_constant(model, scope, name)
+    if value is not None:
+        if value.ndim != 1 or value.dtype.kind not in "iu":
+            return None
+        return [int(v) for v in value]
+    partial: Partial | None = shapes.value(scope, name)
+    if partial is None or partial.scalar:
+        return None
+    return list(partial.elems)
+
+
+def _same(a, b) -> bool:
+    return a is not None and b is not None and a == b
+
+
+# -- no-op detection -------------------------------------------------------------------------------------
+def passthrough(model: Model, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:  # noqa: C901
+    """The index of the input a node passes through unchanged, or None if it is not a no-op."""
+    if node.domain not in _STANDARD or not node.input or not node.input[0] or not node.output:
+        return None
+    op = node.op_type
+    x = node.input[0]
+    extra_outputs_used = any(o and (scope.readers(o) or o in scope.outputs) for o in node.output[1:])
+    if op == "Identity":
+        return 0
+    if op == "Dropout":
+        if extra_outputs_used:
+            return None
+        if _attr(node, "is_test", 1) == 0 and model.opset_version() is not None and model.opset_version() < 7:
+            return None
+        if len(node.input) > 2 and node.input[2]:
+            mode = small_constant(model, scope, node.input[2])
+            if mode is None or bool(mode.reshape(-1)[0]):
+                return None
+        return 0
+    if extra_outputs_used or len(node.output) != 1:
+        if op == "Split" and len(node.output) == 1:
+            pass
+        else:
+            return None
+    out = node.output[0]
+    if op == "Cast":
+        to, src = _attr(node, "to"), shapes.elem_type(scope, x)
+        return 0 if _same(to, src) else None
+    if op == "CastLike" and len(node.input) > 1:
+        return 0 if _same(shapes.elem_type(scope, x), shapes.elem_type(scope, node.input[1])) else None
+    if op in ("Sum", "Max", "Min", "Mean", "Concat") and len([i for i in node.input if i]) == 1:
+        return 0
+    if op == "Transpose":
+        perm = _attr(node, "perm")
+        if perm is None:
+            dims = shapes.dims(scope, x)
+            return 0 if dims is not None and len(dims) <= 1 else None
+        return 0 if list(perm) == list(range(len(perm))) else None
+    dims = shapes.symbolic_dims(scope, x)
+    if dims is None:
+        return None
+    if op == "Reshape" and len(node.input) > 1:
+        target = _target(model, shapes, scope, node.input[1])
+        if target is None or len(target) != len(dims):
+            return None
+        allowzero = _attr(node, "allowzero", 0)
+        minus = sum(1 for t in target if t == -1)
+        if minus > 1:
+            return None
+        for t, d in zip(target, dims, strict=True):
+            if t == -1 or (t == 0 and not allowzero) or _same(t, d):
+                continue
+            return None
+        return 0
+    if op == "Expand" and len(node.input) > 1:
+        target = _target(model, shapes, scope, node.input[1])
+        if target is None or len(target) > len(dims):
+            return None
+        for t, d in zip(reversed(target), reversed(dims), strict=False):
+            if t == 1 or _same(t, d):
+                continue
+            return None
+        return 0
+    if op == "Tile" and len(node.input) > 1:
+        reps = small_constant(model, scope, node.input[1])
+        return 0 if reps is not None and reps.size == len(dims) and np.all(reps == 1) else None
+    if op == "Unsqueeze":
+        axes = _attr(node, "axes") if len(node.input) < 2 else small_constant(model, scope, node.input[1])
+        return 0 if axes is not None and np.asarray(axes).size == 0 else None
+    if op == "Squeeze":
+        axes = _attr(node, "axes") if len(node.input) < 2 else small_constant(model, scope, node.input[1])
+        if axes is not None and np.asarray(axes).size == 0 and len(node.input) >= 2:
+            static = shapes.dims(scope, x)
+            return 0 if static is not None and all(d is not None and d != 1 for d in static) else None
+        return None
+    if op == "Pad" and len(node.input) > 1:
+        pads = small_constant(model, scope, node.input[1])
+        return 0 if pads is not None and pads.size and np.all(pads == 0) else None
+    if op == "Split" and len(node.output) == 1:
+        return 0
+    if op == "Slice" and len(node.input) >= 3:
+        return _slice_noop(model, shapes, scope, node, dims)
+    if op in ("Add", "Sub", "Mul", "Div") and len(node.input) == 2:
+        return _arith_noop(model, shapes, scope, node, dims, out)
+    return None
+
+
+def _slice_noop(model, shapes, scope, node, dims) -> int | None:
+    static = shapes.dims(scope, node.input[0])
+    starts = small_constant(model, scope, node.input[1])
+    ends = small_constant(model, scope, node.input[2])
+    axes = small_constant(model, scope, node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    steps = small_constant(model, scope, node.input[4]) if len(node.input) > 4 and node.input[4] else None
+    if static is None or starts is None or ends is None:
+        return None
+    if (
+        len(node.input) > 3
+        and node.input[3]
+        and axes is None
+        or len(node.input) > 4
+        and node.input[4]
+        and steps is None
+    ):
+        return None
+    rank = len(static)
+    axes_list = [int(a) + rank if a < 0 else int(a) for a in (axes if axes is not None else range(len(starts)))]
+    steps_list = [int(s) for s in (steps if steps is not None else [1] * len(starts))]
+    for axis, s, e, st in zip(axes_list, starts.tolist(), ends.tolist(), steps_list, strict=False):
+        if axis >= rank or st != 1 or static[axis] is None:
+            return None
+        d = static[axis]
+        s = s + d if s < 0 else s
+        e = e + d if e < 0 else e
+        if max(0, s) != 0 or min(e, d) != d:
+            return None
+    return 0
+
+
+def _arith_noop(model, shapes, scope, node, dims, out) -> int | None:
+    op = node.op_type
+    for keep_index, const_index in ((0, 1), (1, 0)):
+        if const_index == 0 and op in ("Sub", "Div"):
+            continue
+        value = small_constant(model, scope, node.input[const_index])
+        if value is None:
+            continue
+        neutral = 0 if op in ("Add", "Sub") else 1
+        if not np.all(value == neutral):
+            continue
+        kept = node.input[keep_index]
+        kept_dims = shapes.symbolic_dims(scope, kept)
+        if kept_dims is None or value.ndim > len(kept_dims):
+            continue
+        if shapes.elem_type(scope, kept) is None or shapes.elem_type(scope, kept) != shapes.elem_type(
+            scope, node.input[const_index]
+        ):
+            continue
+        if all(c == 1 or _same(c, d) for c, d in zip(reversed(value.shape), reversed(kept_dims), strict=False)):
+            return keep_index
+    return None
+
+
+def _interface_names(scope: Scope) -> set[str]:
+    return set(scope.inputs) | set(scope.outputs) | set(scope.initializers)
+
+
+def eliminate_noops(model: Model, shapes: ShapeInfo) -> int:
+    """Remove Identity, Dropout in inference, Cast/Reshape/Expand/Transpose/... that change nothing."""
+    index = model.index
+    removed = 0
+    for scope in index.scopes:
+        aliases = Aliases()
+        dead: list[NodeProto] = []
+        renamed: set[str] = set()
+        for node in sorted_nodes(scope):
+            if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute):
+                continue
+            try:
+                keep = passthrough(model, shapes, scope, node)
+            except (ValueError, TypeError, IndexError):
+                keep = None
+            if keep is None:
+                continue
+            source = aliases.resolve(node.input[keep])
+            out = node.output[0]
+            if out in scope.outputs:
+                producer = scope.producer.get(source)
+                if producer is None or source in _interface_names(scope) or source in renamed:
+                    continue
+                for i, o in enumerate(producer.output):
+                    if o == source:
+                        producer.output[i] = out
+                scope.producer[out] = producer
+                aliases.add(source, out)
+                renamed.add(out)
+            else:
+                aliases.add(out, source)
+            dead.append(node)
+        if dead:
+            apply_aliases(scope, aliases)
+            scope.remove_nodes(dead)
+            removed += len(dead)
+    if removed:
+        model.invalidate()
+    return removed
+
+
+def _node_key(node: NodeProto, aliases: Aliases) -> tuple | None:
+    if node.domain not in _STANDARD and node.domain != "ai.onnx.ml":
+        return None
+    if node.op_type in RANDOM_OPS or not node.output:
+        return None
+    attrs = []
+    for a in sorted(node.attribute, key=lambda a: a.name):
+        if a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
+            return None
+        attrs.append(a.SerializeToString(deterministic=True))
+    return (node.domain, node.op_type, tuple(aliases.resolve(i) for i in node.input), tuple(attrs), len(node.output))
+
+
+def eliminate_common_subexpressions(model: Model) -> int:
+    """Merge nodes computing the same op on the same inputs, and identical small initializers."""
+    index = model.index
+    merged = 0
+    for scope in index.scopes:
+        aliases = Aliases()
+        protected = set(scope.outputs)
+        if not scope.is_function:
+            seen_init: dict[tuple, str] = {}
+            for tensor in scope.container.initializer:
+                if tensor.name in scope.inputs or tensor.name in protected or is_external(tensor):
+                    continue
+                if tensor.ByteSize() > 4096 or tensor.data_type == TensorProto.STRING:
+                    continue
+                probe = TensorProto()
+                probe.CopyFrom(tensor)
+                probe.name = ""
+                probe.doc_string = ""
+                key = (probe.SerializeToString(deterministic=True),)
+                if key in seen_init:
+                    aliases.add(tensor.name, seen_init[key])
+                    merged += 1
+                else:
+                    seen_init[key] = tensor.name
+        seen: dict[tuple, NodeProto] = {}
+        dead: list[NodeProto] = []
+        for node in sorted_nodes(scope):
+            key = _node_key(node, aliases)
+            if key is None:
+                continue
+            first = seen.get(key)
+            if first is None:
+                seen[key] = node
+                continue
+            if any(o in protected for o in node.output if o) or any(
+                not f and o for f, o in zip(first.output, node.output, strict=True)
+            ):
+                continue
+            for f, o in zip(first.output, node.output, strict=True):
+                if o:
+                    aliases.add(o, f)
+            dead.append(node)
+        if aliases.map:
+            apply_aliases(scope, aliases)
+        if dead:
+            scope.remove_nodes(dead)
+            merged += len(dead)
+    if merged:
+        model.invalidate()
+    return merged
