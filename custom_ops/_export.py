@@ -75,8 +75,9 @@ def export(
     return proto
 
 
-def _export_dynamo(model: torch.nn.Module, args: tuple[Any, ...], ops: list[CustomOp],
-                   dynamic_axes: DynamicAxes | None, **kwargs: Any) -> onnx.ModelProto:
+def _export_dynamo(
+    model: torch.nn.Module, args: tuple[Any, ...], ops: list[CustomOp], dynamic_axes: DynamicAxes | None, **kwargs: Any
+) -> onnx.ModelProto:
     if "custom_translation_table" not in inspect.signature(torch.onnx.export).parameters:
         raise CustomOpError(
             f"torch {torch.__version__}: torch.onnx.export has no custom_translation_table; "
@@ -90,8 +91,9 @@ def _export_dynamo(model: torch.nn.Module, args: tuple[Any, ...], ops: list[Cust
     return program.model_proto
 
 
-def _export_torchscript(model: torch.nn.Module, args: tuple[Any, ...], ops: list[CustomOp],
-                        dynamic_axes: DynamicAxes | None, **kwargs: Any) -> onnx.ModelProto:
+def _export_torchscript(
+    model: torch.nn.Module, args: tuple[Any, ...], ops: list[CustomOp], dynamic_axes: DynamicAxes | None, **kwargs: Any
+) -> onnx.ModelProto:
     if not hasattr(torch.onnx, "register_custom_op_symbolic"):
         raise CustomOpError(
             f"torch {torch.__version__} has no TorchScript exporter (torch.onnx.register_custom_op_symbolic); "
@@ -103,8 +105,16 @@ def _export_torchscript(model: torch.nn.Module, args: tuple[Any, ...], ops: list
     custom_opsets = {op.domain: CUSTOM_DOMAIN_VERSION for op in ops} | kwargs.pop("custom_opsets", {})
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.onnx")
-        _run_exporter("TorchScript", model, args, path, dynamo=False, dynamic_axes=dynamic_axes,
-                      custom_opsets=custom_opsets, **kwargs)
+        _run_exporter(
+            "TorchScript",
+            model,
+            args,
+            path,
+            dynamo=False,
+            dynamic_axes=dynamic_axes,
+            custom_opsets=custom_opsets,
+            **kwargs,
+        )
         return onnx.load(path)
 
 
@@ -119,8 +129,9 @@ def _run_exporter(label: str, *args: Any, **kwargs: Any) -> Any:
         raise CustomOpError(f"torch.onnx.export ({label} exporter) failed: {type(e).__name__}: {message}") from e
 
 
-def _dynamic_shapes(model: torch.nn.Module, args: tuple[Any, ...], input_names: Sequence[str] | None,
-                    dynamic_axes: DynamicAxes) -> tuple[Any, ...]:
+def _dynamic_shapes(
+    model: torch.nn.Module, args: tuple[Any, ...], input_names: Sequence[str] | None, dynamic_axes: DynamicAxes
+) -> tuple[Any, ...]:
     """``dynamic_axes`` (by input name) as torch.export ``dynamic_shapes`` (by position, named dims)."""
     names = list(input_names or inspect.signature(model.forward).parameters)[: len(args)]
     shapes = []

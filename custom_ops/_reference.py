@@ -19,7 +19,8 @@ def make_kernel(op: CustomOp) -> type[OpRun]:
         feeds = dict(zip(evaluator.input_names, inputs, strict=True))
         return tuple(evaluator.run(None, feeds, attributes=attributes))
 
-    return type(op.name, (OpRun,), {"op_domain": op.domain, "_run": _run, "__doc__": f"Reference kernel of {op.qualname}."})
+    namespace = {"op_domain": op.domain, "_run": _run, "__doc__": f"Reference kernel of {op.qualname}."}
+    return type(op.name, (OpRun,), namespace)
 
 
 def reference_kernels() -> list[type[OpRun]]:

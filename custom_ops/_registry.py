@@ -40,10 +40,21 @@ _ATTRIBUTE_TYPES: dict[Any, ir.AttributeType] = {
     collections.abc.Sequence[float]: ir.AttributeType.FLOATS,
 }
 # torch.onnx.symbolic_helper.parse_args descriptors, and the g.op() attribute suffix per ONNX type.
-_PARSE_DESCRIPTOR = {bool: "b", int: "i", float: "f", str: "s", ir.AttributeType.INTS: "is",
-                     ir.AttributeType.FLOATS: "fs"}
-_GOP_SUFFIX = {ir.AttributeType.INT: "i", ir.AttributeType.FLOAT: "f", ir.AttributeType.STRING: "s",
-               ir.AttributeType.INTS: "i", ir.AttributeType.FLOATS: "f"}
+_PARSE_DESCRIPTOR = {
+    bool: "b",
+    int: "i",
+    float: "f",
+    str: "s",
+    ir.AttributeType.INTS: "is",
+    ir.AttributeType.FLOATS: "fs",
+}
+_GOP_SUFFIX = {
+    ir.AttributeType.INT: "i",
+    ir.AttributeType.FLOAT: "f",
+    ir.AttributeType.STRING: "s",
+    ir.AttributeType.INTS: "i",
+    ir.AttributeType.FLOATS: "f",
+}
 _SCHEMA_ATTR_TYPE = {
     ir.AttributeType.INT: OpSchema.AttrType.INT,
     ir.AttributeType.FLOAT: OpSchema.AttrType.FLOAT,
@@ -53,8 +64,22 @@ _SCHEMA_ATTR_TYPE = {
 }
 _TENSOR_TYPES = [
     f"tensor({t})"
-    for t in ("float", "double", "float16", "bfloat16", "int8", "int16", "int32", "int64",
-              "uint8", "uint16", "uint32", "uint64", "bool", "string")
+    for t in (
+        "float",
+        "double",
+        "float16",
+        "bfloat16",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "bool",
+        "string",
+    )
 ]
 
 
@@ -175,14 +200,17 @@ class CustomOp:
         """The TorchScript exporter's symbolic: emits the custom-domain node."""
         from torch.onnx import symbolic_helper
 
-        descriptors = ["v" if p.is_input else _PARSE_DESCRIPTOR.get(p.py_type) or _PARSE_DESCRIPTOR[p.attr_type]
-                       for p in self.params]
+        descriptors = [
+            "v" if p.is_input else _PARSE_DESCRIPTOR.get(p.py_type) or _PARSE_DESCRIPTOR[p.attr_type]
+            for p in self.params
+        ]
 
         def symbolic(g: Any, *args: Any) -> Any:
             inputs = [a for a, p in zip(args, self.params, strict=True) if p.is_input]
             attributes = {
                 f"{p.name}_{_GOP_SUFFIX[p.attr_type]}": _onnx_attribute_value(p, a)
-                for a, p in zip(args, self.params, strict=True) if not p.is_input
+                for a, p in zip(args, self.params, strict=True)
+                if not p.is_input
             }
             return g.op(f"{self.domain}::{self.name}", *inputs, outputs=self.num_outputs, **attributes)
 
@@ -250,8 +278,9 @@ def register(
     return decorate
 
 
-def _register(qualname: str, impl: Callable[..., Any], fake: Callable[..., Any],
-              body: onnxscript.OnnxFunction) -> CustomOp:
+def _register(
+    qualname: str, impl: Callable[..., Any], fake: Callable[..., Any], body: onnxscript.OnnxFunction
+) -> CustomOp:
     domain, _, name = qualname.partition("::")
     if not (domain.isidentifier() and name.isidentifier()):
         raise CustomOpError(f"custom op name must be 'domain::name' (two identifiers), got {qualname!r}")
@@ -282,8 +311,9 @@ def _register(qualname: str, impl: Callable[..., Any], fake: Callable[..., Any],
     return op
 
 
-def _check_signatures(qualname: str, impl: Callable[..., Any],
-                      body: onnxscript.OnnxFunction) -> tuple[tuple[_Param, ...], int]:
+def _check_signatures(
+    qualname: str, impl: Callable[..., Any], body: onnxscript.OnnxFunction
+) -> tuple[tuple[_Param, ...], int]:
     """The op's parameters, after checking that the torch impl and the ONNX body agree."""
     hints = typing.get_type_hints(impl)
     torch_params: list[_Param] = []
@@ -304,15 +334,16 @@ def _check_signatures(qualname: str, impl: Callable[..., Any],
     elif typing.get_origin(returns) is tuple and all(a is torch.Tensor for a in typing.get_args(returns)):
         num_outputs = len(typing.get_args(returns))
     else:
-        raise CustomOpError(f"{qualname}: the torch implementation must return torch.Tensor or tuple[torch.Tensor, ...]")
+        raise CustomOpError(
+            f"{qualname}: the torch implementation must return torch.Tensor or tuple[torch.Tensor, ...]"
+        )
 
     def describe(params: Sequence[tuple[str, Any]]) -> str:
         return "(" + ", ".join(f"{n}: {'input' if k is None else k.name}" for n, k in params) + ")"
 
     torch_view = [(p.name, None if p.is_input else p.attr_type) for p in torch_params]
     body_view = [
-        (p.name, p.type if isinstance(p, ir.schemas.AttributeParameter) else None)
-        for p in body.op_signature.params
+        (p.name, p.type if isinstance(p, ir.schemas.AttributeParameter) else None) for p in body.op_signature.params
     ]
     body_outputs = len(body.to_function_proto().output)
     if torch_view != body_view or body_outputs != num_outputs:

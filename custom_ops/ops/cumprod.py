@@ -9,9 +9,8 @@ noise schedules computed in the graph, and survival / chained probabilities.
 from __future__ import annotations
 
 import torch
-from onnxscript import INT64
+from onnxscript import INT64, script
 from onnxscript import opset18 as op
-from onnxscript import script
 
 from .._errors import CustomOpError
 from .._registry import register

@@ -20,8 +20,13 @@ from .._registry import register
 ResizeMode = Literal["cubic", "linear", "nearest"]
 _TORCH_MODES = {"cubic": "bicubic", "linear": "bilinear", "nearest": "nearest"}
 # (mode, coordinate_transformation_mode) pairs that torch's interpolate computes.
-_TORCH_EXPRESSIBLE = {("cubic", "half_pixel"), ("cubic", "align_corners"), ("linear", "half_pixel"),
-                      ("linear", "align_corners"), ("nearest", "asymmetric")}
+_TORCH_EXPRESSIBLE = {
+    ("cubic", "half_pixel"),
+    ("cubic", "align_corners"),
+    ("linear", "half_pixel"),
+    ("linear", "align_corners"),
+    ("nearest", "asymmetric"),
+}
 
 
 @script(default_opset=op)
@@ -43,13 +48,19 @@ def _fake(x: torch.Tensor, scales: torch.Tensor, mode: str, coordinate_transform
 
 
 @register("graphsurgeon::dynamic_resize", fake=_fake, body=_body)
-def _dynamic_resize(x: torch.Tensor, scales: torch.Tensor, mode: str, coordinate_transformation_mode: str) -> torch.Tensor:
+def _dynamic_resize(
+    x: torch.Tensor, scales: torch.Tensor, mode: str, coordinate_transformation_mode: str
+) -> torch.Tensor:
     """ONNX Resize of an NCHW tensor by ``scales`` (N, C, H, W), computed with torch's interpolate."""
     if (mode, coordinate_transformation_mode) not in _TORCH_EXPRESSIBLE:
-        raise CustomOpError(f"dynamic_resize: torch has no resize for mode={mode!r} with "
-                            f"coordinate_transformation_mode={coordinate_transformation_mode!r}")
+        raise CustomOpError(
+            f"dynamic_resize: torch has no resize for mode={mode!r} with "
+            f"coordinate_transformation_mode={coordinate_transformation_mode!r}"
+        )
     if x.dim() != 4 or scales.shape != (4,):
-        raise CustomOpError(f"dynamic_resize needs a 4-D x and 4 scales, got x {tuple(x.shape)}, scales {tuple(scales.shape)}")
+        raise CustomOpError(
+            f"dynamic_resize needs a 4-D x and 4 scales, got x {tuple(x.shape)}, scales {tuple(scales.shape)}"
+        )
     n, c, h, w = scales.tolist()
     if n != 1 or c != 1:
         raise CustomOpError(f"dynamic_resize resizes H and W only: the N and C factors must be 1, got {n} and {c}")

@@ -9,9 +9,8 @@ that arrive at run time, and piecewise-linear calibration tables.
 from __future__ import annotations
 
 import torch
-from onnxscript import BOOL, INT64
+from onnxscript import BOOL, INT64, script
 from onnxscript import opset18 as op
-from onnxscript import script
 
 from .._registry import register
 

@@ -27,8 +27,9 @@ class Exported:
         return self.session.run(None, feeds)
 
 
-def export_routes_into(folder: Path, name: str, model: torch.nn.Module, args: tuple[Any, ...],
-                       **kwargs: Any) -> dict[tuple[bool, str], Exported]:
+def export_routes_into(
+    folder: Path, name: str, model: torch.nn.Module, args: tuple[Any, ...], **kwargs: Any
+) -> dict[tuple[bool, str], Exported]:
     """Export ``model`` along all four routes into ``folder``: {(dynamo, lowering): Exported}."""
     exported = {}
     for dynamo, lowering in ROUTES:

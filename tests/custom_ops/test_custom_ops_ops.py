@@ -33,12 +33,14 @@ def custom_node_model(op: custom_ops.CustomOp, inputs, attributes, output_type) 
     """A model with only ``op``'s custom-domain node and no FunctionProto."""
     node = helper.make_node(op.name, [name for name, _, _ in inputs], ["y"], domain=op.domain, **attributes)
     graph = helper.make_graph(
-        [node], "only_the_op",
+        [node],
+        "only_the_op",
         [helper.make_tensor_value_info(name, dtype, shape) for name, dtype, shape in inputs],
         [helper.make_tensor_value_info("y", output_type, None)],
     )
-    return helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", op.body_opset),
-                                                                  helper.make_opsetid(op.domain, 1)])
+    return helper.make_model(
+        graph, ir_version=10, opset_imports=[helper.make_opsetid("", op.body_opset), helper.make_opsetid(op.domain, 1)]
+    )
 
 
 # --- dynamic_resize: the other modes -------------------------------------------------------------
@@ -67,8 +69,13 @@ def torch_resizes(x: torch.Tensor, factor: float) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def resizes(export_routes):
     args = (torch.rand(2, 3, 16, 16), torch.tensor([1.0, 1.0, 2.0, 2.0]))
-    return export_routes("resizes", Resizes(), args, input_names=["input", "factor"],
-                         dynamic_axes={"input": {0: "batch", 1: "channels", 2: "height", 3: "width"}})
+    return export_routes(
+        "resizes",
+        Resizes(),
+        args,
+        input_names=["input", "factor"],
+        dynamic_axes={"input": {0: "batch", 1: "channels", 2: "height", 3: "width"}},
+    )
 
 
 @pytest.mark.parametrize("factor", [2, 2.5, 1.7, 3, 0.5])
@@ -96,11 +103,15 @@ def test_dynamic_resize_modes_match_torch(resizes, route, factor, size):
 def test_dynamic_resize_reference_kernel_runs_a_bare_node():
     op = custom_ops.get("graphsurgeon::dynamic_resize")
     model = custom_node_model(
-        op, [("x", TensorProto.FLOAT, [1, 1, 5, 7]), ("scales", TensorProto.FLOAT, [4])],
-        {"mode": "cubic", "coordinate_transformation_mode": "half_pixel"}, TensorProto.FLOAT)
+        op,
+        [("x", TensorProto.FLOAT, [1, 1, 5, 7]), ("scales", TensorProto.FLOAT, [4])],
+        {"mode": "cubic", "coordinate_transformation_mode": "half_pixel"},
+        TensorProto.FLOAT,
+    )
     x = torch.rand(1, 1, 5, 7)
     (output,) = ReferenceEvaluator(model, new_ops=custom_ops.reference_kernels()).run(
-        None, {"x": x.numpy(), "scales": np.array([1, 1, 2.5, 2.5], dtype=np.float32)})
+        None, {"x": x.numpy(), "scales": np.array([1, 1, 2.5, 2.5], dtype=np.float32)}
+    )
     want = F.interpolate(x, scale_factor=2.5, mode="bicubic", align_corners=False).numpy()
     np.testing.assert_allclose(output, want, rtol=0, atol=1e-5)
 
@@ -127,15 +138,20 @@ def lookup_case(seed: int, rows: int, count: int, width: int):
 
 
 def torch_lookups(boundaries, values, table) -> list[np.ndarray]:
-    return [torch.searchsorted(boundaries, values).numpy(),
-            torch.searchsorted(boundaries, values, right=True).numpy(),
-            torch.searchsorted(table, values).numpy()]
+    return [
+        torch.searchsorted(boundaries, values).numpy(),
+        torch.searchsorted(boundaries, values, right=True).numpy(),
+        torch.searchsorted(table, values).numpy(),
+    ]
 
 
 @pytest.fixture(scope="module")
 def lookups(export_routes):
     return export_routes(
-        "lookups", Lookups(), lookup_case(0, 3, 5, 4), input_names=["boundaries", "values", "table"],
+        "lookups",
+        Lookups(),
+        lookup_case(0, 3, 5, 4),
+        input_names=["boundaries", "values", "table"],
         dynamic_axes={"boundaries": {0: "width"}, "values": {0: "rows", 1: "count"}, "table": {0: "rows", 1: "width"}},
     )
 
@@ -143,10 +159,12 @@ def lookups(export_routes):
 @pytest.mark.parametrize("right", [False, True])
 def test_searchsorted_eager_equals_torch(right):
     boundaries, values, table = lookup_case(1, 4, 9, 6)
-    assert torch.equal(custom_ops.searchsorted(boundaries, values, right=right),
-                       torch.searchsorted(boundaries, values, right=right))
-    assert torch.equal(custom_ops.searchsorted(table, values, right=right),
-                       torch.searchsorted(table, values, right=right))
+    assert torch.equal(
+        custom_ops.searchsorted(boundaries, values, right=right), torch.searchsorted(boundaries, values, right=right)
+    )
+    assert torch.equal(
+        custom_ops.searchsorted(table, values, right=right), torch.searchsorted(table, values, right=right)
+    )
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 4), (6, 11, 9), (1, 1, 1)], ids=lambda s: "x".join(map(str, s)))
@@ -166,11 +184,13 @@ def test_searchsorted_dims_stay_symbolic(lookups, route):
 
 def test_searchsorted_reference_kernel_runs_a_bare_node():
     op = custom_ops.get("graphsurgeon::searchsorted")
-    model = custom_node_model(op, [("s", TensorProto.FLOAT, [4]), ("v", TensorProto.FLOAT, [2, 3])],
-                              {"right": 1}, TensorProto.INT64)
+    model = custom_node_model(
+        op, [("s", TensorProto.FLOAT, [4]), ("v", TensorProto.FLOAT, [2, 3])], {"right": 1}, TensorProto.INT64
+    )
     boundaries, values = torch.tensor([0.0, 1.0, 1.0, 3.0]), torch.tensor([[1.0, -1.0, 2.0], [3.0, 4.0, 1.0]])
     (output,) = ReferenceEvaluator(model, new_ops=custom_ops.reference_kernels()).run(
-        None, {"s": boundaries.numpy(), "v": values.numpy()})
+        None, {"s": boundaries.numpy(), "v": values.numpy()}
+    )
     np.testing.assert_array_equal(output, torch.searchsorted(boundaries, values, right=True).numpy())
 
 
@@ -192,8 +212,13 @@ def product_case(seed: int, shape: tuple[int, ...], zeros: bool = True) -> torch
 
 @pytest.fixture(scope="module")
 def products(export_routes):
-    return export_routes("products", Products(), (product_case(0, (2, 5, 3)),), input_names=["x"],
-                         dynamic_axes={"x": {0: "batch", 1: "steps", 2: "channels"}})
+    return export_routes(
+        "products",
+        Products(),
+        (product_case(0, (2, 5, 3)),),
+        input_names=["x"],
+        dynamic_axes={"x": {0: "batch", 1: "steps", 2: "channels"}},
+    )
 
 
 def test_cumprod_eager_equals_torch():

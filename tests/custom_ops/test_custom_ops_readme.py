@@ -18,8 +18,14 @@ def test_readme_example_runs(tmp_path):
     script = tmp_path / "example.py"
     script.write_text(example)  # onnxscript reads the body's source, so the example must be a real file
     repo = str(README.parents[1])
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": repo}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": repo},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == expected[-1]
     assert (tmp_path / "model.onnx").exists()

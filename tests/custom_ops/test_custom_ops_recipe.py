@@ -10,7 +10,9 @@ def test_recipe_exports_four_models_and_passes(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "PASS" in printed and "torchscript / function" in printed
     assert sorted(p.name for p in tmp_path.glob("*.onnx")) == [
-        "srcnn_dynamo_function.onnx", "srcnn_dynamo_standard.onnx",
-        "srcnn_torchscript_function.onnx", "srcnn_torchscript_standard.onnx",
+        "srcnn_dynamo_function.onnx",
+        "srcnn_dynamo_standard.onnx",
+        "srcnn_torchscript_function.onnx",
+        "srcnn_torchscript_standard.onnx",
     ]
     assert not list(tmp_path.glob("*.data"))  # weights inline, no external data

@@ -69,8 +69,15 @@ def test_one_declaration_yields_every_piece(declared):
 def test_declared_op_exports_and_runs(declared, dynamo, lowering, tmp_path):
     x, y = torch.rand(2, 3), torch.rand(2, 3)
     path = tmp_path / "add.onnx"
-    proto = export_quietly(AddHalf(declared), (x, y), path, dynamo=dynamo, lowering=lowering,
-                           input_names=["x", "y"], dynamic_axes={"x": [0, 1], "y": [0, 1]})
+    proto = export_quietly(
+        AddHalf(declared),
+        (x, y),
+        path,
+        dynamo=dynamo,
+        lowering=lowering,
+        input_names=["x", "y"],
+        dynamic_axes={"x": [0, 1], "y": [0, 1]},
+    )
     assert ("scaled_add" in [n.op_type for n in proto.graph.node]) == (lowering == "function")
     assert all(d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim)
     x2, y2 = torch.rand(4, 5), torch.rand(4, 5)
@@ -190,8 +197,10 @@ def test_function_lowering_needs_the_body_opset_for_changed_ops():
     with pytest.raises(CustomOpError, match="written for ONNX opset 18 and uses Resize, which differ at opset 20"):
         export_quietly(Resize(), args, dynamo=False, lowering="function", opset_version=20)
     proto = export_quietly(Resize(), args, dynamo=False, lowering="standard", opset_version=20)
-    (output,) = ort.InferenceSession(proto.SerializeToString()).run(None, {i.name: a.numpy() for i, a in zip(proto.graph.input, args)})
-    np.testing.assert_allclose(output, torch.nn.functional.interpolate(args[0], scale_factor=2.0, mode="bicubic").numpy(), atol=1e-5)
+    feeds = {i.name: a.numpy() for i, a in zip(proto.graph.input, args, strict=True)}
+    (output,) = ort.InferenceSession(proto.SerializeToString()).run(None, feeds)
+    expected = torch.nn.functional.interpolate(args[0], scale_factor=2.0, mode="bicubic")
+    np.testing.assert_allclose(output, expected.numpy(), atol=1e-5)
 
 
 def test_op_argument_errors():
@@ -202,7 +211,8 @@ def test_op_argument_errors():
         custom_ops.dynamic_resize(x, torch.tensor([1.0, 1.0, 2.0, 2.0]), mode="nearest", align_corners=True)
     with pytest.raises(CustomOpError, match="N and C factors must be 1"):
         custom_ops.dynamic_resize(x, torch.tensor([1.0, 2.0, 2.0, 2.0]))
-    with pytest.raises(CustomOpError, match="torch has no resize for mode='nearest' with coordinate_transformation_mode='half_pixel'"):
-        custom_ops.get("graphsurgeon::dynamic_resize")(x, torch.tensor([1.0, 1.0, 2.0, 2.0]), "nearest", "half_pixel")
+    raw_op = custom_ops.get("graphsurgeon::dynamic_resize")
+    with pytest.raises(CustomOpError, match="mode='nearest' with coordinate_transformation_mode='half_pixel'"):
+        raw_op(x, torch.tensor([1.0, 1.0, 2.0, 2.0]), "nearest", "half_pixel")
     with pytest.raises(CustomOpError, match="floating point"):
         custom_ops.cumprod(torch.arange(4), 0)

@@ -36,8 +36,14 @@ def model() -> DynamicSRCNN:
 @pytest.fixture(scope="module")
 def exported(model, export_routes):
     args = (torch.randn(1, 1, 32, 32), torch.tensor([1.0, 1.0, 3.0, 3.0]))
-    return export_routes("srcnn", model, args, input_names=["input", "factor"], output_names=["output"],
-                         dynamic_axes={"input": {2: "height", 3: "width"}})
+    return export_routes(
+        "srcnn",
+        model,
+        args,
+        input_names=["input", "factor"],
+        output_names=["output"],
+        dynamic_axes={"input": {2: "height", 3: "width"}},
+    )
 
 
 def case(model: DynamicSRCNN, size: tuple[int, int], factor: float):
