@@ -64,22 +64,7 @@ _SCHEMA_ATTR_TYPE = {
 }
 _TENSOR_TYPES = [
     f"tensor({t})"
-    for t in (
-        "float",
-        "double",
-        "float16",
-        "bfloat16",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "bool",
-        "string",
-    )
+    for t in "float double float16 bfloat16 int8 int16 int32 int64 uint8 uint16 uint32 uint64 bool string".split()
 ]
 
 
@@ -90,7 +75,6 @@ class _Param:
     name: str
     is_input: bool  # a tensor input; otherwise an attribute
     py_type: Any = None  # the attribute's Python type (None for inputs)
-    default: Any = inspect.Parameter.empty
 
     @property
     def attr_type(self) -> ir.AttributeType:
@@ -320,9 +304,9 @@ def _check_signatures(
     for p in inspect.signature(impl).parameters.values():
         hint = hints.get(p.name)
         if hint is torch.Tensor:
-            torch_params.append(_Param(p.name, True, default=p.default))
+            torch_params.append(_Param(p.name, True))
         elif hint in _ATTRIBUTE_TYPES:
-            torch_params.append(_Param(p.name, False, hint, p.default))
+            torch_params.append(_Param(p.name, False, hint))
         else:
             raise CustomOpError(
                 f"{qualname}: parameter {p.name!r} of the torch implementation needs a type hint: "

@@ -93,6 +93,40 @@ def test_export_without_f_returns_the_checked_model(declared):
     assert proto.functions[0].name == "scaled_add"
 
 
+@script(default_opset=op)
+def min_max_body(x, keep: bool):
+    return op.ReduceMin(x, [-1], keepdims=keep), op.ReduceMax(x, [-1], keepdims=keep)
+
+
+def min_max_fake(x: torch.Tensor, keep: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = (*x.shape[:-1], 1) if keep else x.shape[:-1]
+    return x.new_empty(shape), x.new_empty(shape)
+
+
+def min_max(x: torch.Tensor, keep: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return x.amin(-1, keepdim=keep), x.amax(-1, keepdim=keep)
+
+
+@pytest.fixture(scope="module")
+def min_max_op() -> custom_ops.CustomOp:
+    return custom_ops.register("cotest::min_max", fake=min_max_fake, body=min_max_body)(min_max)
+
+
+@pytest.mark.parametrize("lowering", ["standard", "function"])
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+def test_op_with_two_outputs_and_a_bool_attribute(min_max_op, dynamo, lowering):
+    class Spread(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            low, high = min_max_op(x, True)
+            return high - low, min_max_op(x, False)[0]
+
+    proto = export_quietly(Spread(), (torch.rand(3, 4),), dynamo=dynamo, lowering=lowering, input_names=["x"])
+    x = torch.rand(3, 4)
+    spread, low = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(spread, (x.amax(-1, keepdim=True) - x.amin(-1, keepdim=True)).numpy())
+    np.testing.assert_allclose(low, x.amin(-1).numpy())
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
