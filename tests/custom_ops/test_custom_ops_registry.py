@@ -127,6 +127,42 @@ def test_op_with_two_outputs_and_a_bool_attribute(min_max_op, dynamo, lowering):
     np.testing.assert_allclose(low, x.amin(-1).numpy())
 
 
+@script(default_opset=op)
+def weighted_transpose_body(x, perm: list[int], weights: list[float]):
+    return op.Mul(op.Transpose(x, perm=perm), op.CastLike(op.Constant(value_floats=weights), x))
+
+
+def weighted_transpose_fake(x: torch.Tensor, perm: list[int], weights: list[float]) -> torch.Tensor:
+    return x.permute(perm).contiguous()
+
+
+def weighted_transpose(x: torch.Tensor, perm: list[int], weights: list[float]) -> torch.Tensor:
+    return x.permute(perm) * torch.tensor(weights, dtype=x.dtype)
+
+
+@pytest.fixture(scope="module")
+def weighted_transpose_op() -> custom_ops.CustomOp:
+    return custom_ops.register(
+        "cotest::weighted_transpose", fake=weighted_transpose_fake, body=weighted_transpose_body
+    )(weighted_transpose)
+
+
+@pytest.mark.parametrize("lowering", ["standard", "function"])
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+def test_op_with_list_attributes(weighted_transpose_op, dynamo, lowering):
+    declared = weighted_transpose_op
+
+    class Model(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return declared(x, [1, 0], [1.0, 2.0, 3.0])
+
+    x = torch.rand(3, 2)
+    assert torch.equal(declared(x, [1, 0], [1.0, 2.0, 3.0]), x.T * torch.tensor([1.0, 2.0, 3.0]))
+    proto = export_quietly(Model(), (x,), dynamo=dynamo, lowering=lowering, input_names=["x"])
+    (output,) = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(output, (x.T * torch.tensor([1.0, 2.0, 3.0])).numpy())
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
