@@ -8,7 +8,7 @@ from pathlib import Path
 from google.protobuf.message import DecodeError
 from onnx import ModelProto, TensorProto, numpy_helper
 
-from graphsurgeon._external_data import copy_file, is_external, validate_external_data
+from graphsurgeon._external_data import copy_file, declared_nbytes, is_external, validate_external_data
 from graphsurgeon._walk import model_graphs, model_tensors
 from graphsurgeon.errors import ModelLoadError, SaveError
 
@@ -23,6 +23,8 @@ def parse_model(data: bytes, what: str) -> ModelProto:
     try:
         model.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as e:
+        if "MaxDepth" in str(e):
+            raise ModelLoadError(f"{what} nests subgraphs deeper than protobuf allows, so it cannot be read") from e
         raise ModelLoadError(
             f"{what} is not a valid ONNX model: protobuf could not parse it "
             f"(truncated, corrupt, not ONNX, or nested deeper than protobuf allows): {e}"
@@ -116,6 +118,11 @@ def externalize(model: ModelProto, data_dir: Path, location: str, threshold: int
         tmp.unlink(missing_ok=True)
 
 
+def _inline_bytes(model: ModelProto) -> int:
+    """What the inline tensors declare (metadata only: cheap, unlike ByteSize, which encodes)."""
+    return sum(declared_nbytes(t) or 0 for t in model_tensors(model) if not is_external(t))
+
+
 def write_model(
     model: ModelProto,
     target: Path,
@@ -161,12 +168,12 @@ def write_model(
         copied = len(created)
         if external_data:
             created += externalize(model, out_data_dir, external_data, external_data_threshold)
-        try:
-            data = model.SerializeToString()
-        except ValueError:  # over protobuf's 2 GB: move weights out, then serialize the graph
+        elif _inline_bytes(model) > PROTOBUF_LIMIT - (64 << 20):  # too big for one protobuf: move weights out
             created += externalize(model, out_data_dir, f"{target.name}.data", external_data_threshold)
-            data = model.SerializeToString()
         moved_out = len(created) > copied
+        data = model.SerializeToString()
+        if len(data) > PROTOBUF_LIMIT:
+            raise SaveError(f"the model's graph alone is {len(data)} bytes, over protobuf's 2 GB limit")
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
