@@ -31,7 +31,8 @@ def graphs_under(*roots: GraphProto) -> Iterator[GraphProto]:
         graph = stack.pop()
         yield graph
         for node in graph.node:
-            stack.extend(g for _, g in node_subgraphs(node))
+            if node.attribute:
+                stack.extend(g for _, g in node_subgraphs(node))
 
 
 def model_graphs(model: ModelProto) -> Iterator[GraphProto]:
@@ -79,4 +80,5 @@ def model_tensors(model: ModelProto) -> Iterator[TensorProto]:
             yield sparse.values
             yield sparse.indices
         for node in graph.node:
-            yield from _attribute_tensors(node)
+            if node.attribute:
+                yield from _attribute_tensors(node)
