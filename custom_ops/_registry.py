@@ -8,7 +8,6 @@ the dynamo translation, the TorchScript symbolic and a reference-evaluator kerne
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import functools
 import inspect
@@ -29,25 +28,16 @@ from ._errors import CustomOpError
 CUSTOM_DOMAIN_VERSION = 1
 """The opset version every custom domain is declared with."""
 
-_ATTRIBUTE_TYPES: dict[Any, ir.AttributeType] = {
-    bool: ir.AttributeType.INT,
-    int: ir.AttributeType.INT,
-    float: ir.AttributeType.FLOAT,
-    str: ir.AttributeType.STRING,
-    list[int]: ir.AttributeType.INTS,
-    list[float]: ir.AttributeType.FLOATS,
-    collections.abc.Sequence[int]: ir.AttributeType.INTS,
-    collections.abc.Sequence[float]: ir.AttributeType.FLOATS,
+# Python type hint of an attribute -> (ONNX attribute type, torch.onnx.symbolic_helper.parse_args descriptor).
+_ATTRIBUTE_KINDS: dict[Any, tuple[ir.AttributeType, str]] = {
+    bool: (ir.AttributeType.INT, "b"),
+    int: (ir.AttributeType.INT, "i"),
+    float: (ir.AttributeType.FLOAT, "f"),
+    str: (ir.AttributeType.STRING, "s"),
+    list[int]: (ir.AttributeType.INTS, "is"),
+    list[float]: (ir.AttributeType.FLOATS, "fs"),
 }
-# torch.onnx.symbolic_helper.parse_args descriptors, and the g.op() attribute suffix per ONNX type.
-_PARSE_DESCRIPTOR = {
-    bool: "b",
-    int: "i",
-    float: "f",
-    str: "s",
-    ir.AttributeType.INTS: "is",
-    ir.AttributeType.FLOATS: "fs",
-}
+# The g.op() keyword suffix per ONNX attribute type.
 _GOP_SUFFIX = {
     ir.AttributeType.INT: "i",
     ir.AttributeType.FLOAT: "f",
@@ -78,7 +68,11 @@ class _Param:
 
     @property
     def attr_type(self) -> ir.AttributeType:
-        return _ATTRIBUTE_TYPES[self.py_type]
+        return _ATTRIBUTE_KINDS[self.py_type][0]
+
+    @property
+    def parse_descriptor(self) -> str:
+        return "v" if self.is_input else _ATTRIBUTE_KINDS[self.py_type][1]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -184,10 +178,7 @@ class CustomOp:
         """The TorchScript exporter's symbolic: emits the custom-domain node."""
         from torch.onnx import symbolic_helper
 
-        descriptors = [
-            "v" if p.is_input else _PARSE_DESCRIPTOR.get(p.py_type) or _PARSE_DESCRIPTOR[p.attr_type]
-            for p in self.params
-        ]
+        descriptors = [p.parse_descriptor for p in self.params]
 
         def symbolic(g: Any, *args: Any) -> Any:
             inputs = [a for a, p in zip(args, self.params, strict=True) if p.is_input]
@@ -305,7 +296,7 @@ def _check_signatures(
         hint = hints.get(p.name)
         if hint is torch.Tensor:
             torch_params.append(_Param(p.name, True))
-        elif hint in _ATTRIBUTE_TYPES:
+        elif hint in _ATTRIBUTE_KINDS:
             torch_params.append(_Param(p.name, False, hint))
         else:
             raise CustomOpError(
