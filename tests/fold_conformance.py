@@ -60,18 +60,39 @@ def run_case(model: onnx.ModelProto, inputs: list, expected: list) -> str | None
     return outputs_match(got, expected)
 
 
-def passing_cases() -> list:
-    """(name, model bytes, inputs, expected) for every case with data that onnxruntime passes as it is."""
-    from onnx.backend.test.case.node import collect_testcases
+_PASSING: list = []
 
-    cases = []
-    for case in collect_testcases(None):
-        if not case.data_sets:
+
+def passing_cases(cases) -> list:
+    """(name, model bytes, inputs, expected) for every case with data that onnxruntime passes as it is.
+
+    `cases` are onnx's conformance cases with data (the session fixture of conftest); computed once.
+    """
+    if not _PASSING:
+        for case in cases:
+            inputs, expected = case.data_sets[0]
+            model = onnx.ModelProto()
+            model.CopyFrom(case.model)
+            if model.ir_version > 10:
+                model.ir_version = 10
+            if run_case(model, list(inputs), list(expected)) is None:
+                _PASSING.append((case.name, model.SerializeToString(), list(inputs), list(expected)))
+    return _PASSING
+
+
+def transform_keeps_passing(cases, transform) -> tuple[int, list[tuple[str, str]]]:
+    """Apply `transform(model_bytes) -> bytes` to every passing case; (count still passing, failures)."""
+    failures = []
+    passing = passing_cases(cases)
+    for name, data, inputs, expected in passing:
+        try:
+            out = transform(data)
+        except Exception as e:  # a crash is a failure of the case
+            failures.append((name, f"raised {type(e).__name__}: {e}"))
             continue
-        inputs, expected = case.data_sets[0]
-        model = case.model
-        if model.ir_version > 10:
-            model.ir_version = 10
-        if run_case(model, list(inputs), list(expected)) is None:
-            cases.append((case.name, model.SerializeToString(), list(inputs), list(expected)))
-    return cases
+        if out == data:
+            continue  # unchanged: still passes
+        problem = run_case(onnx.load_from_string(out), inputs, expected)
+        if problem:
+            failures.append((name, problem))
+    return len(passing) - len(failures), failures

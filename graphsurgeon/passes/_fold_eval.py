@@ -65,19 +65,24 @@ class Evaluator:
         self.sessions = 0
         self.reference_runs = 0
 
-    def _model(self, nodes: list[NodeProto], feeds: dict[str, np.ndarray], wanted: list[str]) -> ModelProto:
+    def _model(
+        self, nodes: list[NodeProto], feeds: dict[str, np.ndarray], wanted: list[str], constants=()
+    ) -> ModelProto:
         graph = helper.make_graph(
             nodes,
             "fold",
             [_value_info(name, value) for name, value in feeds.items()],
             [ValueInfoProto(name=name) for name in wanted],
+            list(constants),
         )
         model = helper.make_model(graph, opset_imports=self.opset_import, ir_version=self.ir_version)
         if any((n.domain, n.op_type) in self._function_keys for n in nodes):
             model.functions.extend(self.functions)
         return model
 
-    def run_ort(self, nodes: list[NodeProto], feeds: dict[str, np.ndarray], wanted: list[str]) -> list[np.ndarray]:
+    def run_ort(
+        self, nodes: list[NodeProto], feeds: dict[str, np.ndarray], wanted: list[str], constants=()
+    ) -> list[np.ndarray]:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -86,7 +91,9 @@ class Evaluator:
         self.sessions += 1
         try:
             session = ort.InferenceSession(
-                self._model(nodes, feeds, wanted).SerializeToString(), options, providers=["CPUExecutionProvider"]
+                self._model(nodes, feeds, wanted, constants).SerializeToString(),
+                options,
+                providers=["CPUExecutionProvider"],
             )
             results = session.run(wanted, {k: _as_feed(v) for k, v in feeds.items()})
         except Exception as e:  # onnxruntime raises several unrelated types
@@ -121,11 +128,14 @@ class Evaluator:
         get: Callable[[str], np.ndarray],
         needed_after: Callable[[str, set[int]], bool],
         on_failure: Callable[[NodeProto, str], None],
+        get_tensor: Callable[[str], TensorProto | None] | None = None,
     ) -> dict[str, np.ndarray]:
         """Evaluate `nodes` (topologically ordered); return the values `needed_after` asks to keep.
 
-        `get(name)` supplies values read from outside the batch; `needed_after(name, batch_ids)` says whether
-        a value produced in the batch is read outside it (so it must be fetched). A node that fails, and
+        `get(name)` supplies values read from outside the batch (or `get_tensor(name)`, for small inline
+        constants, which the session then holds as initializers: far cheaper than thousands of feeds);
+        `needed_after(name, batch_ids)` says whether a value produced in the batch is read outside it (so it
+        must be fetched). A node that fails, and
         every node of the batch that reads what it would have produced, is reported to `on_failure`.
         """
         results: dict[str, np.ndarray] = {}
@@ -148,18 +158,28 @@ class Evaluator:
                 continue
             ids = {id(n) for n in batch}
             produced: set[str] = set()
-            feed_names: list[str] = []
+            feed_names: dict[str, None] = {}
             for node in batch:
                 for r in free_reads(node, implicit(node)):
-                    if r not in produced and r not in feed_names:
-                        feed_names.append(r)
+                    if r not in produced:
+                        feed_names[r] = None
                 produced.update(o for o in node.output if o)
-            wanted = [o for node in batch for o in node.output if o and (needed_after(o, ids) or o in results)]
+            wanted = [o for node in batch for o in node.output if o and needed_after(o, ids)]
             if not wanted:
                 continue
-            feeds = {name: results[name] if name in results else get(name) for name in feed_names}
+            feeds: dict[str, np.ndarray] = {}
+            constants: list[TensorProto] = []
+            for name in feed_names:
+                if name in results:
+                    feeds[name] = results[name]
+                    continue
+                tensor = get_tensor(name) if get_tensor is not None else None
+                if tensor is not None:
+                    constants.append(tensor)
+                else:
+                    feeds[name] = get(name)
             try:
-                values = self.run_ort(batch, feeds, wanted)
+                values = self.run_ort(batch, feeds, wanted, constants)
             except EvalFailure as ort_error:
                 if len(batch) > 1:
                     half = len(batch) // 2
@@ -167,6 +187,8 @@ class Evaluator:
                     work.append(batch[:half])
                     continue
                 try:
+                    for tensor in constants:
+                        feeds[tensor.name] = onnx.numpy_helper.to_array(tensor)
                     values = self.run_reference(batch[0], feeds, wanted)
                 except EvalFailure as ref_error:
                     failed_outputs.update(o for o in batch[0].output if o)

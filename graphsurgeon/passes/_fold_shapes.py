@@ -60,6 +60,21 @@ class Partial:
         return arr.reshape(()) if self.scalar else arr
 
 
+def ordered_nodes(scope: Scope) -> list[NodeProto]:
+    """The scope's nodes in topological order: as stored when that is already valid (checked linearly)."""
+    nodes = list(scope.nodes)
+    seen: set[str] = set()
+    for node in nodes:
+        for name in node.input:
+            if name and name not in seen and name in scope.producer:
+                return sorted_nodes(scope)
+        for child in scope.children.get(id(node), ()):
+            if any(name in scope.producer and name not in seen for name in child.free_names):
+                return sorted_nodes(scope)
+        seen.update(node.output)
+    return nodes
+
+
 def _attr(node: NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
@@ -208,7 +223,7 @@ class ShapeInfo:
 
     def _propagate(self) -> None:
         for scope in self.index.scopes:
-            for node in sorted_nodes(scope):
+            for node in ordered_nodes(scope):
                 if node.domain not in ("", "ai.onnx") or len(node.output) != 1 or not node.output[0]:
                     continue
                 try:

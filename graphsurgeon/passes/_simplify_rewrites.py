@@ -16,9 +16,8 @@ from onnx import AttributeProto, NodeProto, TensorProto
 from graphsurgeon._external_data import declared_nbytes, is_external
 from graphsurgeon._index import Scope
 from graphsurgeon.model import Model
-from graphsurgeon.passes._fold_shapes import Partial, ShapeInfo, _attr
+from graphsurgeon.passes._fold_shapes import Partial, ShapeInfo, _attr, ordered_nodes
 from graphsurgeon.passes.fold_constants import RANDOM_OPS, _is_constant_node
-from graphsurgeon.passes.toposort import sorted_nodes
 
 _STANDARD = ("", "ai.onnx")
 
@@ -273,7 +272,7 @@ def eliminate_noops(model: Model, shapes: ShapeInfo) -> int:
         aliases = Aliases()
         dead: list[NodeProto] = []
         renamed: set[str] = set()
-        for node in sorted_nodes(scope):
+        for node in ordered_nodes(scope):
             if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute):
                 continue
             try:
@@ -345,7 +344,7 @@ def eliminate_common_subexpressions(model: Model) -> int:
                     seen_init[key] = tensor.name
         seen: dict[tuple, NodeProto] = {}
         dead: list[NodeProto] = []
-        for node in sorted_nodes(scope):
+        for node in ordered_nodes(scope):
             key = _node_key(node, aliases)
             if key is None:
                 continue

@@ -40,8 +40,7 @@ from graphsurgeon._walk import graphs_under, model_tensors, node_subgraphs
 from graphsurgeon.errors import RewriteError
 from graphsurgeon.model import Model
 from graphsurgeon.passes._fold_eval import Evaluator, free_reads, tensor_from_array
-from graphsurgeon.passes._fold_shapes import ShapeInfo
-from graphsurgeon.passes.toposort import sorted_nodes
+from graphsurgeon.passes._fold_shapes import ShapeInfo, ordered_nodes
 
 DEFAULT_SIZE_LIMIT = 1 << 20
 BATCH_BYTES = 256 << 20
@@ -63,6 +62,7 @@ NON_TENSOR_OPS = frozenset(
 )
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 _EXTERNAL_THRESHOLD = 1024
+_INLINE_CONSTANT = 1 << 20  # inline constants up to this size go into a session as initializers, not feeds
 
 
 @dataclass
@@ -303,7 +303,7 @@ class _Plan:
                 self.dead_scopes.add(id(scope))
                 continue
             planned: list[NodeProto] = []
-            for node in sorted_nodes(scope):
+            for node in ordered_nodes(scope):
                 kind = self._classify(scope, node)
                 if kind is not None:
                     self.fold[id(node)] = (scope, node, kind)
@@ -508,6 +508,30 @@ def _run(model: Model, report: FoldReport, *, size_limit: int, exclude: set[int]
                     return _partial_is_tensor(plan, home, name)
                 raise KeyError(f"value {name!r} of {home.name} was not evaluated")  # a bug if reached
 
+            def get_tensor(name: str, scope: Scope = scope, retained: dict = retained) -> TensorProto | None:
+                """Small inline constants, as they are (the session holds them as initializers)."""
+                if name in retained:
+                    return None
+                home = scope.resolve(name)
+                tensor = None
+                if home is not None and (id(home), name) in materialized:
+                    tensor = materialized[(id(home), name)]
+                elif home is not None and name in home.initializers:
+                    tensor = home.initializers[name]
+                elif home is not None and name in home.producer:
+                    producer = home.producer[name]
+                    entry = plan.fold.get(id(producer))
+                    if entry is None or entry[2] == "const":
+                        tensor = _constant_tensor(producer, name)
+                if tensor is None or is_external(tensor) or tensor.ByteSize() > _INLINE_CONSTANT:
+                    return None
+                if tensor.name != name:
+                    renamed = TensorProto()
+                    renamed.CopyFrom(tensor)
+                    renamed.name = name
+                    return renamed
+                return tensor
+
             def keep(name: str, value: np.ndarray, scope: Scope = scope, retained: dict = retained) -> None:
                 producer = scope.producer.get(name)
                 key = (id(scope), name)
@@ -566,7 +590,7 @@ def _run(model: Model, report: FoldReport, *, size_limit: int, exclude: set[int]
                     else:
                         ready.append(node)
                 results = evaluator_for(scope).evaluate(
-                    ready, lambda n, scope=scope: plan.implicit(scope, n), get, needed_after, on_failure
+                    ready, lambda n, scope=scope: plan.implicit(scope, n), get, needed_after, on_failure, get_tensor
                 )
                 del ids
                 for name, value in results.items():
