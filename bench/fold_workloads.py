@@ -3,7 +3,8 @@
 * ``synthetic``: 2,223 blocks of constant Add/Mul, then Add, Shape->Gather->Unsqueeze->Concat->Reshape, Mul
   (20,007 nodes, static input shape).
 * ``transformer_ts`` / ``transformer_dynamo``: a 6-layer ``torch.nn.TransformerEncoder`` (d_model 256, 8 heads,
-  FFN 1024, batch_first, eval mode) exported by the TorchScript exporter (opset 17, dynamic batch axis) and by the dynamo exporter (static shapes).
+  FFN 1024, batch_first, eval mode) exported by the TorchScript exporter (opset 17, dynamic batch axis) and
+  by the dynamo exporter (static shapes).
 * ``big``: 34 layers of Transpose(W^T)->MatMul->Add->Relu with 4096x4096 float weights (~2.3 GB), written
   tensor by tensor straight into an external data file (never all in memory). ``big_small`` is the same
   graph at 256x256 for checking outputs.

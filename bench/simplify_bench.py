@@ -67,9 +67,10 @@ PER_WORKLOAD = {
 }
 
 
-def run_measured(cmd: list[str], timeout: float = 900) -> tuple[int, float, int, str]:
+def run_measured(cmd: list[str], timeout: float = 300) -> tuple[int, float, int, str]:
     """(exit code, wall seconds, peak RSS bytes, tail of output) of one whole command."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    os.sync()  # let the previous command's writes reach the disk first: each command pays only its own
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     deadline = start + timeout
@@ -151,6 +152,10 @@ def bench(name: str, workdir: Path) -> list[str]:
         out_dir.mkdir(parents=True)
         out = out_dir / "model.onnx"
         code, wall, rss, tail = run_measured(TOOLS[tool](str(model), str(out)))
+        if wall >= 300:
+            rows.append(f"| {tool} | timed out | >300 | {rss / 1e6:,.0f} | killed after 300 s |")
+            print(rows[-1], flush=True)
+            continue
         if code != 0 or not out.exists():
             last = tail.strip().splitlines()[-1][:80] if tail.strip() else ""
             rows.append(f"| {tool} | failed (exit {code}) | {wall:.1f} | {rss / 1e6:,.0f} | {last} |")

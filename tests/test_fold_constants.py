@@ -206,8 +206,8 @@ def test_op_onnxruntime_cannot_run_falls_back_to_the_reference_evaluator():
         helper.make_node("Add", ["x", "nf"], ["y"]),
     ]
     model = make_model(nodes, [vi("x", [3])], [vi("y", [3])], [a, b], opset=18)
-    with pytest.raises(Exception):  # the premise: onnxruntime cannot run the model as it is
-        run(model, {"x": np.zeros(3, np.float32)})
+    with pytest.raises(Exception, match="NOT_IMPLEMENTED|Could not find an implementation"):  # noqa: B017
+        run(model, {"x": np.zeros(3, np.float32)})  # the premise: onnxruntime cannot run it as it is
     folded = fold(model)
     assert ops(folded) == ["Add"]
     assert "1 reference evaluation(s)" in folded.changes[0]

@@ -88,6 +88,7 @@ class Evaluator:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.log_severity_level = 4
+        options.enable_cpu_mem_arena = False
         self.sessions += 1
         try:
             session = ort.InferenceSession(

@@ -43,7 +43,7 @@ from graphsurgeon.passes._fold_eval import Evaluator, free_reads, tensor_from_ar
 from graphsurgeon.passes._fold_shapes import ShapeInfo, ordered_nodes
 
 DEFAULT_SIZE_LIMIT = 1 << 20
-BATCH_BYTES = 256 << 20
+BATCH_BYTES = 64 << 20  # tensors (read and produced) per onnxruntime session: bounds peak memory
 RANDOM_OPS = frozenset(
     {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 )
@@ -86,6 +86,7 @@ class FoldReport:
     removed_initializers: int = 0
     freed_bytes: int = 0
     ifs_inlined: int = 0
+    relocated: int = 0
     sessions: int = 0
     reference_runs: int = 0
     unfolded: list[Unfolded] = field(default_factory=list)
@@ -104,6 +105,11 @@ class FoldReport:
             f"({_fmt_bytes(self.freed_bytes)}); inlined {self.ifs_inlined} If(s); "
             f"{self.sessions} onnxruntime session(s), {self.reference_runs} reference evaluation(s)"
         ]
+        if self.relocated:
+            out.append(
+                f"fold-constants: moved {self.relocated} surviving tensor(s) of mostly-dead external data files "
+                "into the new data file (those files are no longer referenced)"
+            )
         if self.unfolded:
             out.append(f"fold-constants: {len(self.unfolded)} node(s) with constant inputs left unfolded:")
             out.extend(f"  {u}" for u in self.unfolded[:50])
@@ -188,6 +194,13 @@ class ValueReader:
         return read_tensor(tensor, self.data_dir)
 
 
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while view.nbytes:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
 class Materializer:
     """Turns folded values into TensorProtos: inline, or appended to a new external data file."""
 
@@ -203,17 +216,10 @@ class Materializer:
         value = np.ascontiguousarray(value) if value.dtype != object else value
         if not self.external or value.dtype == object or value.dtype.kind in "US" or value.nbytes < _EXTERNAL_THRESHOLD:
             return tensor_from_array(name, np.asarray(value))
-        if self._file is None:
-            self._open()
-        f = self._file
-        offset = f.tell()
-        if value.nbytes >= 4096 and offset % 4096:
-            f.write(b"\0" * (4096 - offset % 4096))
-            offset = f.tell()
         try:
-            f.write(memoryview(value).cast("B"))
+            offset = self.append_bytes(memoryview(value).cast("B"))
         except (TypeError, ValueError):
-            f.write(value.tobytes())
+            offset = self.append_bytes(value.tobytes())
         tensor = TensorProto()
         tensor.name = name
         tensor.data_type = helper.np_dtype_to_tensor_dtype(value.dtype)
@@ -223,6 +229,28 @@ class Materializer:
             entry = tensor.external_data.add()
             entry.key, entry.value = key, str(val)
         return tensor
+
+    @property
+    def location(self) -> str | None:
+        return self._location
+
+    def append_bytes(self, data) -> int:
+        """Append to the new data file (4 KiB-aligned when large); returns the offset.
+
+        Writes happen on a background thread (positional writes), overlapping the next evaluation; at most
+        two are in flight, so memory stays bounded by about two batches.
+        """
+        if self._file is None:
+            self._open()
+        size = len(data) if not isinstance(data, memoryview) else data.nbytes
+        offset = self._end
+        if size >= 4096 and offset % 4096:
+            offset += 4096 - offset % 4096
+        self._end = offset + size
+        while len(self._pending) >= 2:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(_pwrite_all, self._file.fileno(), data, offset))
+        return offset
 
     def _open(self) -> None:
         model = self.model
@@ -237,17 +265,27 @@ class Materializer:
         self._path = data_dir / self._location
         self._file = open(self._path, "wb")  # noqa: SIM115 - closed in close()
         model.adopt_data_file(self._path)
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphsurgeon-fold-writer")
+        self._pending = []
+        self._end = 0
 
     def flush(self) -> None:
         if self._file is not None:
-            self._file.flush()
+            while self._pending:
+                self._pending.pop(0).result()
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+            try:
+                self.flush()
+                if self._end > os.fstat(self._file.fileno()).st_size:
+                    os.ftruncate(self._file.fileno(), self._end)
+            finally:
+                self._pool.shutdown(wait=True)
+                self._file.close()
+                self._file = None
 
 
 class _Plan:
@@ -365,6 +403,14 @@ class _Plan:
         if kind == "partial":
             return 8 * 64
         return self.shapes.nbytes(scope, name)
+
+    def initializer_reads_nbytes(self, scope: Scope, node: NodeProto) -> int:
+        total = 0
+        for r in free_reads(node, self.implicit(scope, node)):
+            home = scope.resolve(r)
+            if home is not None and r in home.initializers:
+                total += declared_nbytes(home.initializers[r]) or 0
+        return total
 
     def _leaf_nbytes(self, home: Scope, name: str) -> int:
         t = home.initializers.get(name)
@@ -557,6 +603,7 @@ def _run(model: Model, report: FoldReport, *, size_limit: int, exclude: set[int]
                             materialized[(id(scope), name)] = tensor_from_array(name, get(name))
                     continue
                 size = sum(plan.value_nbytes(scope, node, kind, o) or 0 for o in node.output if o)
+                size += plan.initializer_reads_nbytes(scope, node)
                 if batch and batch_size + size > batch_bytes:
                     batches.append(batch)
                     batch, batch_size = [], 0
@@ -598,9 +645,53 @@ def _run(model: Model, report: FoldReport, *, size_limit: int, exclude: set[int]
                 del results
             # values that nodes kept in the graph (failed, or over the size limit) still read
             _materialize_late(plan, scope, planned, materialized, get, writer)
+        removed = _edit(model, plan, materialized, report, evaluators)
+        if writer.external and writer.location is not None:
+            report.relocated += _relocate_survivors(model, writer)
     finally:
         writer.close()
-    return _edit(model, plan, materialized, report, evaluators)
+    return removed
+
+
+def _relocate_survivors(model: Model, writer: Materializer) -> int:
+    """Move what is left of mostly-dead data files (under a quarter still used) into the new data file.
+
+    Existing files are never modified; this only spares a save from copying gigabytes of weights that
+    folding made dead for the sake of a few small survivors (biases next to transposed weights).
+    """
+    data_dir = model.external_data_dir
+    if data_dir is None:
+        return 0
+    by_location: dict[str, list[TensorProto]] = {}
+    for tensor in model_tensors(model.proto):
+        if is_external(tensor):
+            by_location.setdefault(external_ref(tensor).location, []).append(tensor)
+    moved = 0
+    for location, tensors in by_location.items():
+        if location == writer.location:
+            continue
+        path = resolve_location(location, data_dir, tensors[0].name)
+        live = sum(declared_nbytes(t) or 0 for t in tensors)
+        if live * 4 > path.stat().st_size:
+            continue
+        for tensor in tensors:
+            ref = external_ref(tensor)
+            length = ref.length if ref.length is not None else declared_nbytes(tensor)
+            if length is None:
+                continue
+            with open(path, "rb") as f:
+                f.seek(ref.offset)
+                data = f.read(length)
+            offset = writer.append_bytes(data)
+            entries = {e.key: e for e in tensor.external_data}
+            for key, value in (("location", writer.location), ("offset", offset), ("length", length)):
+                if key in entries:
+                    entries[key].value = str(value)
+                else:
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = key, str(value)
+            moved += 1
+    return moved
 
 
 def _materialize_late(plan: _Plan, scope: Scope, planned, materialized, get, writer) -> None:
