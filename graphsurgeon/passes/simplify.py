@@ -15,7 +15,11 @@ from onnx import TensorProto
 from graphsurgeon.errors import RewriteError
 from graphsurgeon.model import Model
 from graphsurgeon.passes._fold_shapes import ShapeInfo
-from graphsurgeon.passes._simplify_rewrites import eliminate_common_subexpressions, eliminate_noops
+from graphsurgeon.passes._simplify_rewrites import (
+    eliminate_common_subexpressions,
+    eliminate_noops,
+    fuse_layout_chains,
+)
 from graphsurgeon.passes.cleanup import cleanup
 from graphsurgeon.passes.fold_constants import DEFAULT_SIZE_LIMIT, FoldReport, fold_constants
 
@@ -117,6 +121,7 @@ def simplify(model: Model, *, input_shape: list[str] | tuple[str, ...] = (), siz
         total.sessions += report.sessions
         shapes = ShapeInfo(model)
         removed_noops = eliminate_noops(model, shapes)
+        removed_noops += fuse_layout_chains(model, ShapeInfo(model, infer=False) if removed_noops else shapes)
         merged = eliminate_common_subexpressions(model)
         noops += removed_noops
         cse += merged

@@ -1,0 +1,240 @@
+"""simplify: conformance, real models, no-op elimination, CSE, interface preservation, --input-shape, fixed point."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import external_data_dir, model_id
+from fold_conformance import session, transform_keeps_passing
+from fold_models import model_files, random_inputs
+from onnx import TensorProto, helper, numpy_helper
+
+import graphsurgeon as gs
+from graphsurgeon.cli import main as cli_main
+from graphsurgeon.errors import RewriteError
+
+F = TensorProto.FLOAT
+I64 = TensorProto.INT64
+
+
+def make_model(nodes, inputs, outputs, inits=(), opset=17) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+
+
+def vi(name, dims, elem=F):
+    return helper.make_tensor_value_info(name, elem, dims)
+
+
+def const(name, value, dtype=np.int64):
+    return numpy_helper.from_array(np.array(value, dtype), name)
+
+
+def run(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
+    return session(model).run(None, feeds)
+
+
+def simplified(model: onnx.ModelProto, **kwargs) -> gs.Model:
+    return gs.load(onnx.load_from_string(model.SerializeToString())).simplify(**kwargs)
+
+
+def ops(model: gs.Model) -> list[str]:
+    return [n.op_type for n in model.proto.graph.node]
+
+
+def same_outputs(a: onnx.ModelProto, b: onnx.ModelProto, feeds: dict) -> None:
+    for x, y in zip(run(a, feeds), run(b, feeds), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+# -- conformance and real models ---------------------------------------------------------------------------
+def test_conformance_cases_keep_passing(conformance_cases):
+    def transform(data: bytes) -> bytes:
+        return gs.load(data).simplify().proto.SerializeToString()
+
+    passing, failures = transform_keeps_passing(conformance_cases, transform)
+    print(f"simplify: {passing} conformance cases still pass")
+    assert not failures, failures[:10]
+    assert passing >= 1497
+
+
+@pytest.mark.parametrize("path", model_files(), ids=model_id)
+def test_real_models_outputs_unchanged(path: Path, tmp_path: Path):
+    try:
+        model = gs.load(path, external_data_dir=external_data_dir(path))
+        feeds = random_inputs(model.proto)
+        if feeds is None:
+            pytest.skip("inputs are not plain tensors")
+        reference = run(onnx.load(str(path)) if path.name != "ext_weights.onnx" else model.proto, feeds)
+    except Exception as e:  # models onnxruntime cannot run as they are (broken on purpose, custom ops...)
+        pytest.skip(f"does not run as it is: {type(e).__name__}")
+    inputs = [(i.name, i.type) for i in model.proto.graph.input]
+    outputs = [o.name for o in model.proto.graph.output]
+    model.simplify()
+    assert [(i.name, i.type) for i in model.proto.graph.input] == inputs
+    assert [o.name for o in model.proto.graph.output] == outputs
+    out = model.save(tmp_path / "simplified.onnx")
+    got = run(onnx.load(str(out)), feeds)
+    for g, r in zip(got, reference, strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-3, atol=1e-4)
+
+
+# -- no-ops --------------------------------------------------------------------------------------------------
+def test_noops_are_removed_and_the_output_keeps_its_name():
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu", doc_string="relu doc"),
+        helper.make_node("Identity", ["r"], ["i"]),
+        helper.make_node("Dropout", ["i"], ["d"], name="drop"),
+        helper.make_node("Cast", ["d"], ["c"], to=F),
+        helper.make_node("Transpose", ["c"], ["t"], perm=[0, 1]),
+        helper.make_node("Reshape", ["t", "shape"], ["re"]),
+        helper.make_node("Expand", ["re", "ones"], ["e"]),
+        helper.make_node("Mul", ["e", "one"], ["m"]),
+        helper.make_node("Identity", ["m"], ["y"]),
+    ]
+    inits = [const("shape", [2, -1]), const("ones", [1, 1]), numpy_helper.from_array(np.float32(1), "one")]
+    model = make_model(nodes, [vi("x", [2, 3])], [vi("y", [2, 3])], inits)
+    model.doc_string, model.producer_name = "doc", "me"
+    model.metadata_props.add(key="k", value="v")
+    result = simplified(model)
+    assert ops(result) == ["Relu"]
+    relu = result.proto.graph.node[0]
+    assert list(relu.output) == ["y"] and relu.doc_string == "relu doc" and relu.name == "relu"
+    assert [o.name for o in result.proto.graph.output] == ["y"]
+    assert (result.proto.doc_string, result.proto.producer_name) == ("doc", "me")
+    assert result.proto.metadata_props[0].value == "v"
+    same_outputs(model, result.proto, {"x": np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)})
+
+
+def test_identity_between_input_and_output_stays():
+    model = make_model([helper.make_node("Identity", ["x"], ["y"])], [vi("x", [2])], [vi("y", [2])])
+    assert ops(simplified(model)) == ["Identity"]
+
+
+def test_reshape_to_the_same_symbolic_shape_is_removed():
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Shape", ["r"], ["s"]),
+        helper.make_node("Slice", ["s", "start", "end"], ["head"]),
+        helper.make_node("Concat", ["head", "last"], ["t"], axis=0),
+        helper.make_node("Reshape", ["r", "t"], ["re"]),
+        helper.make_node("Neg", ["re"], ["y"]),
+    ]
+    inits = [const("start", [0]), const("end", [2]), const("last", [64])]
+    model = make_model(nodes, [vi("x", ["batch", "seq", 64])], [vi("y", ["batch", "seq", 64])], inits)
+    result = simplified(model)
+    assert ops(result) == ["Relu", "Neg"]
+    same_outputs(model, result.proto, {"x": np.ones((3, 5, 64), np.float32)})
+
+
+def test_reshape_that_changes_the_shape_stays():
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["y"])]
+    model = make_model(nodes, [vi("x", [2, 3])], [vi("y", [3, 2])], [const("shape", [3, 2])])
+    assert ops(simplified(model)) == ["Reshape"]
+
+
+def test_dropout_in_training_mode_stays():
+    nodes = [helper.make_node("Dropout", ["x", "ratio", "train"], ["y"])]
+    inits = [numpy_helper.from_array(np.float32(0.5), "ratio"), numpy_helper.from_array(np.array(True), "train")]
+    model = make_model(nodes, [vi("x", [4])], [vi("y", [4])], inits)
+    assert ops(simplified(model)) == ["Dropout"]
+
+
+def test_add_of_zero_that_broadcasts_stays():
+    nodes = [helper.make_node("Add", ["x", "zeros"], ["y"])]
+    inits = [numpy_helper.from_array(np.zeros((3, 2), np.float32), "zeros")]
+    model = make_model(nodes, [vi("x", [2])], [vi("y", [3, 2])], inits)
+    assert ops(simplified(model)) == ["Add"]
+
+
+# -- CSE -----------------------------------------------------------------------------------------------------
+def test_common_subexpressions_merge():
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("Relu", ["x"], ["b"]),
+        helper.make_node("Add", ["a", "c1"], ["a1"]),
+        helper.make_node("Add", ["b", "c2"], ["b1"]),  # c2 equals c1: merges after the initializers do
+        helper.make_node("Mul", ["a1", "b1"], ["y"]),
+        helper.make_node("RandomUniformLike", ["x"], ["r1"]),
+        helper.make_node("RandomUniformLike", ["x"], ["r2"]),
+        helper.make_node("Sub", ["r1", "r2"], ["z"]),
+    ]
+    inits = [numpy_helper.from_array(np.ones(4, np.float32), n) for n in ("c1", "c2")]
+    model = make_model(nodes, [vi("x", [4])], [vi("y", [4]), vi("z", [4])], inits)
+    result = simplified(model)
+    assert ops(result) == ["Relu", "Add", "Mul", "RandomUniformLike", "RandomUniformLike", "Sub"]
+    x = np.arange(4, dtype=np.float32)
+    np.testing.assert_allclose(run(result.proto, {"x": x})[0], (x + 1) ** 2)
+
+
+def test_duplicate_outputs_both_stay_graph_outputs():
+    nodes = [helper.make_node("Relu", ["x"], ["y1"]), helper.make_node("Relu", ["x"], ["y2"])]
+    model = make_model(nodes, [vi("x", [2])], [vi("y1", [2]), vi("y2", [2])])
+    result = simplified(model)
+    assert [o.name for o in result.proto.graph.output] == ["y1", "y2"]
+    same_outputs(model, result.proto, {"x": np.array([-1.0, 1.0], np.float32)})
+
+
+# -- input shapes, fixed point, the synthetic workload -------------------------------------------------------
+def _shape_chain(dims) -> onnx.ModelProto:
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["g"], axis=0),
+        helper.make_node("Unsqueeze", ["g", "axes"], ["u"]),
+        helper.make_node("Concat", ["u", "minus1"], ["t"], axis=0),
+        helper.make_node("Reshape", ["x", "t"], ["y"]),
+    ]
+    inits = [const("zero", 0), const("axes", [0]), const("minus1", [-1])]
+    return make_model(nodes, [vi("x", dims)], [vi("y", None)], inits)
+
+
+def test_input_shape_fixes_symbolic_dims_so_shape_arithmetic_folds():
+    model = _shape_chain(["N", 3, 4])
+    assert ops(simplified(model)) == ["Shape", "Gather", "Unsqueeze", "Concat", "Reshape"]
+    result = simplified(model, input_shape=["x:2,3,4"])
+    assert ops(result) == ["Reshape"]
+    dims = [d.dim_value for d in result.proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [2, 3, 4]
+    assert run(result.proto, {"x": np.ones((2, 3, 4), np.float32)})[0].shape == (2, 12)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("nope:1,2", "no input 'nope'"), ("x:1,2", "rank 3"), ("x", "NAME:DIMS"), ("x:1,-3,4", "negative")],
+)
+def test_input_shape_errors_are_clear(spec: str, message: str):
+    with pytest.raises(RewriteError, match=message):
+        simplified(_shape_chain(["N", 3, 4]), input_shape=[spec])
+
+
+def test_simplify_reaches_a_fixed_point():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from fold_workloads import synthetic
+
+    with tempfile.TemporaryDirectory() as folder:
+        model_path = synthetic(Path(folder) / "syn.onnx", blocks=12, width=8)
+        original = onnx.load(str(model_path))
+        once = gs.load(model_path).simplify()
+        assert len(once.proto.graph.node) == 2 * 12  # Add and Mul per block, like onnxsim/onnxslim at best
+        data = once.proto.SerializeToString()
+        twice = gs.load(data).simplify()
+        assert twice.proto.SerializeToString() == data
+        x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+        same_outputs(original, once.proto, {"x": x})
+
+
+def test_cli_simplify(tmp_path: Path, capsys):
+    path = tmp_path / "m.onnx"
+    onnx.save(_shape_chain(["N", 3, 4]), str(path))
+    out = tmp_path / "o.onnx"
+    assert cli_main(["simplify", str(path), "-o", str(out), "--input-shape", "x:5,3,4"]) == 0
+    printed = capsys.readouterr().out
+    assert "fixed input shapes x: [5, 3, 4]" in printed and "5 -> 1 nodes" in printed
+    assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["Reshape"]
+    assert cli_main(["simplify", str(path), "-o", str(out), "--input-shape", "y:1"]) == 1
+    assert "no input 'y'" in capsys.readouterr().err
