@@ -491,3 +491,36 @@ def fuse_layout_chains(model: Model, shapes: ShapeInfo) -> int:
     if changed:
         model.invalidate()
     return changed
+
+
+def merge_equal_shape_values(model: Model, shapes: ShapeInfo) -> int:
+    """Value numbering for shape arithmetic: nodes whose partial values are provably equal (same ints, same
+    symbols) compute the same tensor, so later ones read the first one instead (the rest dies in cleanup)."""
+    from graphsurgeon.passes._fold_shapes import Sym
+
+    index = model.index
+    merged = 0
+    for scope in index.scopes:
+        seen: dict[tuple, str] = {}
+        aliases = Aliases()
+        dead: list[NodeProto] = []
+        for node in ordered_nodes(scope):
+            if len(node.output) != 1 or not node.output[0] or node.domain not in _STANDARD:
+                continue
+            value = shapes.value(scope, node.output[0])
+            if value is None or value.is_static() or any(not isinstance(e, int | Sym) for e in value.elems):
+                continue
+            key = (value.dtype, value.scalar, value.elems)
+            first = seen.get(key)
+            if first is None:
+                seen[key] = node.output[0]
+            elif node.output[0] not in scope.outputs:
+                aliases.add(node.output[0], first)
+                dead.append(node)
+        if dead:
+            apply_aliases(scope, aliases)
+            scope.remove_nodes(dead)
+            merged += len(dead)
+    if merged:
+        model.invalidate()
+    return merged

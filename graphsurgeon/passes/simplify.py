@@ -19,6 +19,7 @@ from graphsurgeon.passes._simplify_rewrites import (
     eliminate_common_subexpressions,
     eliminate_noops,
     fuse_layout_chains,
+    merge_equal_shape_values,
 )
 from graphsurgeon.passes.cleanup import cleanup
 from graphsurgeon.passes.fold_constants import DEFAULT_SIZE_LIMIT, FoldReport, fold_constants
@@ -122,7 +123,8 @@ def simplify(model: Model, *, input_shape: list[str] | tuple[str, ...] = (), siz
         shapes = ShapeInfo(model)
         removed_noops = eliminate_noops(model, shapes)
         removed_noops += fuse_layout_chains(model, ShapeInfo(model, infer=False) if removed_noops else shapes)
-        merged = eliminate_common_subexpressions(model)
+        merged = merge_equal_shape_values(model, shapes) if not removed_noops else 0
+        merged += eliminate_common_subexpressions(model)
         noops += removed_noops
         cse += merged
         mark = len(model.changes)
