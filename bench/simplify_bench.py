@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,8 +72,9 @@ def run_measured(cmd: list[str], timeout: float = 300) -> tuple[int, float, int,
     """(exit code, wall seconds, peak RSS bytes, tail of output) of one whole command."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     os.sync()  # let the previous command's writes reach the disk first: each command pays only its own
+    log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty tool must never block on a full pipe
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = start + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -84,7 +86,9 @@ def run_measured(cmd: list[str], timeout: float = 300) -> tuple[int, float, int,
             break
         time.sleep(0.01)
     wall = time.perf_counter() - start
-    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    log.seek(0)
+    out = log.read().decode(errors="replace")
+    log.close()
     return os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss * 1024, out[-600:]
 
 

@@ -524,3 +524,56 @@ def merge_equal_shape_values(model: Model, shapes: ShapeInfo) -> int:
     if merged:
         model.invalidate()
     return merged
+
+
+_GEMM_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
+
+
+def fuse_matmul_add(model: Model, shapes: ShapeInfo) -> int:
+    """MatMul(A, B) + C -> Gemm(A, B, C) when A and B are matrices and C broadcasts onto the product.
+
+    Only where the product feeds nothing but that Add, C never enlarges it, and the types are Gemm's floats.
+    """
+    opset = model.opset_version() or 0
+    if opset < 11:
+        return 0
+    index = model.index
+    fused = 0
+    for scope in index.scopes:
+        dead: list[NodeProto] = []
+        for node in ordered_nodes(scope):
+            if node.op_type != "Add" or node.domain not in _STANDARD or len(node.input) != 2:
+                continue
+            for side in (0, 1):
+                product, bias = node.input[side], node.input[1 - side]
+                matmul = scope.producer.get(product)
+                if matmul is None or matmul.op_type != "MatMul" or matmul.domain not in _STANDARD:
+                    continue
+                readers = scope.readers(product)
+                if len(readers) != 1 or product in scope.outputs or bias == product:
+                    continue
+                a, b = matmul.input[0], matmul.input[1]
+                dims_a, dims_b = shapes.symbolic_dims(scope, a), shapes.symbolic_dims(scope, b)
+                out_dims, bias_dims = shapes.symbolic_dims(scope, product), shapes.symbolic_dims(scope, bias)
+                if dims_a is None or dims_b is None or bias_dims is None or out_dims is None:
+                    continue
+                if len(dims_a) != 2 or len(dims_b) != 2 or len(out_dims) != 2 or len(bias_dims) > 2:
+                    continue
+                types = {shapes.elem_type(scope, n) for n in (a, b, bias)}
+                if len(types) != 1 or not types <= _GEMM_TYPES:
+                    continue
+                aligned = list(zip(reversed(bias_dims), reversed(out_dims), strict=False))
+                if not all(c == 1 or _same(c, o) for c, o in aligned):
+                    continue
+                gemm_inputs = [a, b, bias]
+                del node.input[:]
+                node.input.extend(gemm_inputs)
+                node.op_type = "Gemm"
+                dead.append(matmul)
+                fused += 1
+                break
+        if dead:
+            scope.remove_nodes(dead)
+    if fused:
+        model.invalidate()
+    return fused

@@ -19,6 +19,7 @@ from graphsurgeon.passes._simplify_rewrites import (
     eliminate_common_subexpressions,
     eliminate_noops,
     fuse_layout_chains,
+    fuse_matmul_add,
     merge_equal_shape_values,
 )
 from graphsurgeon.passes.cleanup import cleanup
@@ -110,7 +111,7 @@ def simplify(model: Model, *, input_shape: list[str] | tuple[str, ...] = (), siz
     if input_shape:
         model.note("simplify: fixed input shapes " + "; ".join(fix_input_shapes(model, input_shape)))
     total = FoldReport()
-    noops = cse = rounds = 0
+    noops = cse = rounds = fused = 0
     last: FoldReport | None = None
     for rounds in range(1, MAX_ROUNDS + 1):  # noqa: B007 - reported below
         before = _size(model)
@@ -122,7 +123,10 @@ def simplify(model: Model, *, input_shape: list[str] | tuple[str, ...] = (), siz
         total.sessions += report.sessions
         shapes = ShapeInfo(model)
         removed_noops = eliminate_noops(model, shapes)
-        removed_noops += fuse_layout_chains(model, ShapeInfo(model, infer=False) if removed_noops else shapes)
+        declared = ShapeInfo(model, infer=False) if removed_noops else shapes
+        fused_now = fuse_layout_chains(model, declared) + fuse_matmul_add(model, declared)
+        fused += fused_now
+        removed_noops += fused_now
         merged = merge_equal_shape_values(model, shapes) if not removed_noops else 0
         merged += eliminate_common_subexpressions(model)
         noops += removed_noops
@@ -135,7 +139,8 @@ def simplify(model: Model, *, input_shape: list[str] | tuple[str, ...] = (), siz
     model.note(
         f"simplify: {start_nodes} -> {len(model.proto.graph.node)} nodes in the main graph after {rounds} round(s): "
         f"folded {total.folded} node(s) ({total.sessions} onnxruntime session(s)), inlined {total.ifs_inlined} "
-        f"If(s), removed {noops} no-op(s), merged {cse} common subexpression(s)"
+        f"If(s), removed {noops - fused} no-op(s), fused {fused} chain(s) (layout, MatMul+Add), "
+        f"merged {cse} common subexpression(s)"
     )
     if last is not None and last.unfolded:
         model.changes.extend(last.lines()[1:])
