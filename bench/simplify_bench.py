@@ -1,9 +1,9 @@
 """Side-by-side benchmark: graphsurgeon simplify vs onnxsim, onnxslim, polygraphy (and, on the >2 GB model,
 onnxscript's optimizer and a bare onnx-ir load+save).
 
-Each tool runs as its own subprocess (the whole command, start-up included); wall time and peak RSS come from
-``os.wait4``. Node counts are the main graph's. Outputs are compared with the original under onnxruntime on
-random inputs (rtol 1e-3, atol 1e-4); for the 2.3 GB model each tool is also run on a 256-wide variant of the
+Each tool runs as its own subprocess (the whole command, start-up included); wall time is measured around it,
+peak RSS by GNU time (``%M``). Node counts are the main graph's. Outputs are compared with the original under
+onnxruntime on random inputs (rtol 1e-3, atol 1e-4); for the 2.3 GB model each tool is also run on a 256-wide variant of the
 same graph, and that variant's outputs are compared.
 
     python bench/simplify_bench.py [--workdir /tmp/gs_bench] [--only synthetic,transformer_ts,...]
@@ -73,8 +73,11 @@ def run_measured(cmd: list[str], timeout: float = 300) -> tuple[int, float, int,
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     os.sync()  # let the previous command's writes reach the disk first: each command pays only its own
     log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty tool must never block on a full pipe
+    # Linux carries a process's peak RSS across exec, so a child of this (large) process would report at least
+    # our own peak: GNU time, a tiny parent, measures the tool instead.
+    timed = ["/usr/bin/time", "-f", "GSBENCH_MAXRSS_KB=%M", *cmd] if os.path.exists("/usr/bin/time") else cmd
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(timed, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = start + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -89,7 +92,12 @@ def run_measured(cmd: list[str], timeout: float = 300) -> tuple[int, float, int,
     log.seek(0)
     out = log.read().decode(errors="replace")
     log.close()
-    return os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss * 1024, out[-600:]
+    peak = usage.ru_maxrss * 1024
+    marker = out.rfind("GSBENCH_MAXRSS_KB=")
+    if marker >= 0:
+        peak = int(out[marker:].split("=", 1)[1].split()[0]) * 1024
+        out = out[:marker]
+    return os.waitstatus_to_exitcode(status), wall, peak, out[-600:]
 
 
 def node_count(path: Path) -> int:

@@ -418,3 +418,34 @@ def test_cli_fold_constants(tmp_path: Path, capsys):
     assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["RandomUniform", "Add", "Add"]
     assert cli_main(["fold-constants", str(path), "-o", str(out), "--exclude", "neg", "rnd"]) == 0
     assert [n.op_type for n in onnx.load(str(out)).graph.node][0] == "Neg"
+
+
+_MEMORY_PROBE = """
+import sys, graphsurgeon as gs
+from graphsurgeon.passes.fold_constants import fold_constants
+def hwm():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) * 1024
+model = gs.load(sys.argv[1])
+import onnxruntime, onnx.reference  # imported before measuring: only folding's own memory counts
+before = hwm()
+fold_constants(model, batch_bytes=8 << 20)
+model.save(sys.argv[2])
+print(hwm() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+def test_peak_memory_is_bounded_by_the_batch_not_the_model(tmp_path: Path):
+    growth = {}
+    for layers in (16, 64):  # 2 MiB weights: 32 MiB and 128 MiB of external data
+        src = _external_model(tmp_path / f"m{layers}", layers=layers, width=724)
+        out = tmp_path / f"out{layers}" / "m.onnx"
+        done = subprocess.run(
+            [sys.executable, "-c", _MEMORY_PROBE, str(src), str(out)], env=_env(), capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        growth[layers] = int(done.stdout.strip().splitlines()[-1])
+        assert [n.op_type for n in onnx.load(str(out), load_external_data=False).graph.node] == ["MatMul"] * layers
+    model_bytes = 64 * 724 * 724 * 4
+    assert growth[64] < growth[16] + (24 << 20), growth  # 4x the weights, about the same peak
+    assert growth[64] < model_bytes * 0.4, growth
