@@ -3,8 +3,8 @@ onnxscript's optimizer and a bare onnx-ir load+save).
 
 Each tool runs as its own subprocess (the whole command, start-up included); wall time is measured around it,
 peak RSS by GNU time (``%M``). Node counts are the main graph's. Outputs are compared with the original under
-onnxruntime on random inputs (rtol 1e-3, atol 1e-4); for the 2.3 GB model each tool is also run on a 256-wide variant of the
-same graph, and that variant's outputs are compared.
+onnxruntime on random inputs (rtol 1e-3, atol 1e-4); for the 2.3 GB model each tool is also run on a 256-wide
+variant of the same graph, and that variant's outputs are compared.
 
     python bench/simplify_bench.py [--workdir /tmp/gs_bench] [--only synthetic,transformer_ts,...]
 """
