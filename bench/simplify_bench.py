@@ -96,7 +96,7 @@ def run_measured(cmd: list[str], timeout: float = 300) -> tuple[int, float, int,
     marker = out.rfind("GSBENCH_MAXRSS_KB=")
     if marker >= 0:
         peak = int(out[marker:].split("=", 1)[1].split()[0]) * 1024
-        out = out[:marker]
+        out = out[:marker].replace(f"Command exited with non-zero status {os.waitstatus_to_exitcode(status)}", "")
     return os.waitstatus_to_exitcode(status), wall, peak, out[-600:]
 
 
