@@ -15,8 +15,6 @@ import numpy as np
 import onnx
 from onnx import FunctionProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto, helper
 
-from graphsurgeon._walk import node_subgraphs
-
 
 class EvalFailure(Exception):
     """A node could not be evaluated; the message says why."""
@@ -204,10 +202,6 @@ def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
     return line[:300]
-
-
-def subgraph_count(node: NodeProto) -> int:
-    return sum(1 for _ in node_subgraphs(node))
 
 
 def tensor_from_array(name: str, value: np.ndarray) -> TensorProto:

@@ -178,6 +178,22 @@ class ValueReader:
     def __init__(self, data_dir: Path | None):
         self.data_dir = data_dir
 
+    def prefetch(self, tensor: TensorProto) -> None:
+        """Ask the kernel to start reading an external tensor now (the next batch's, while this one runs)."""
+        if not is_external(tensor) or self.data_dir is None or not hasattr(os, "posix_fadvise"):
+            return
+        try:
+            ref = external_ref(tensor)
+            path = resolve_location(ref.location, self.data_dir, tensor.name)
+            length = ref.length if ref.length is not None else (declared_nbytes(tensor) or 0)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, ref.offset, length, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # only a hint
+
     def read(self, tensor: TensorProto) -> np.ndarray:
         if is_external(tensor) and self.data_dir is not None and tensor.data_type not in (TensorProto.STRING,):
             try:
@@ -495,7 +511,7 @@ def _select_excluded(model: Model, selectors: list[str] | tuple[str, ...]) -> se
     return ids
 
 
-def _partial_is_tensor(plan: _Plan, scope: Scope, name: str) -> np.ndarray:
+def _partial_value(plan: _Plan, scope: Scope, name: str) -> np.ndarray:
     value = plan.shapes.value(scope, name)
     assert value is not None and value.is_static()
     return value.array()
@@ -551,7 +567,7 @@ def _run(model: Model, report: FoldReport, *, size_limit: int, exclude: set[int]
                 if kind == "const":
                     return reader.read(_constant_tensor(producer, name))
                 if kind == "partial":
-                    return _partial_is_tensor(plan, home, name)
+                    return _partial_value(plan, home, name)
                 raise KeyError(f"value {name!r} of {home.name} was not evaluated")  # a bug if reached
 
             def get_tensor(name: str, scope: Scope = scope, retained: dict = retained) -> TensorProto | None:
@@ -612,7 +628,18 @@ def _run(model: Model, report: FoldReport, *, size_limit: int, exclude: set[int]
             if batch:
                 batches.append(batch)
 
-            for nodes in batches:
+            def prefetch(nodes: list[NodeProto], scope: Scope = scope) -> None:
+                for node in nodes:
+                    for r in free_reads(node, plan.implicit(scope, node)):
+                        home = scope.resolve(r)
+                        if home is not None and r in home.initializers:
+                            reader.prefetch(home.initializers[r])
+
+            if batches:
+                prefetch(batches[0])
+            for position, nodes in enumerate(batches):
+                if position + 1 < len(batches):
+                    prefetch(batches[position + 1])
                 ids = {id(n) for n in nodes}
 
                 def needed_after(name: str, batch_ids: set[int], scope: Scope = scope) -> bool:

@@ -10,8 +10,6 @@ repeat until one changes nothing. Graph inputs, outputs, their names and the mod
 
 from __future__ import annotations
 
-from onnx import TensorProto
-
 from graphsurgeon.errors import RewriteError
 from graphsurgeon.model import Model
 from graphsurgeon.passes._fold_shapes import ShapeInfo
@@ -147,4 +145,4 @@ def simplify(model: Model, *, input_shape: list[str] | tuple[str, ...] = (), siz
     return model
 
 
-__all__ = ["simplify", "fix_input_shapes", "parse_input_shape", "TensorProto"]
+__all__ = ["simplify", "fix_input_shapes", "parse_input_shape"]
