@@ -21,6 +21,29 @@ def model_files() -> list[Path]:
     return files
 
 
+def external_data_dir(path: Path) -> Path:
+    """Polygraphy's ext_weights.onnx keeps its data in data/; every other model beside itself."""
+    if path.parent.name == "polygraphy" and path.name == "ext_weights.onnx":
+        return path.parent / "data"
+    return path.parent
+
+
+def load_full(path: Path) -> onnx.ModelProto:
+    """The model with its external data read in (for running the original in onnxruntime from memory)."""
+    from onnx.external_data_helper import load_external_data_for_model
+
+    model = onnx.load(str(path), load_external_data=False)
+    load_external_data_for_model(model, str(external_data_dir(path)))
+    return model
+
+
+def model_id(path: Path) -> str:
+    for root in (CORPUS, ONNX_DATA):
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return path.name
+
+
 def random_inputs(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray] | None:
     """Random feeds for the graph inputs (symbolic dims -> 2); None if an input is not a plain tensor."""
     rng = np.random.default_rng(seed)

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import external_data_dir, model_id
 from fold_conformance import session, transform_keeps_passing
-from fold_models import model_files, random_inputs
+from fold_models import external_data_dir, load_full, model_files, model_id, random_inputs
 from onnx import TensorProto, helper, numpy_helper
 
 import graphsurgeon as gs
@@ -65,7 +64,7 @@ def test_real_models_outputs_unchanged(path: Path, tmp_path: Path):
         feeds = random_inputs(model.proto)
         if feeds is None:
             pytest.skip("inputs are not plain tensors")
-        reference = run(onnx.load(str(path)) if path.name != "ext_weights.onnx" else model.proto, feeds)
+        reference = run(load_full(path), feeds)
     except Exception as e:  # models onnxruntime cannot run as they are (broken on purpose, custom ops...)
         pytest.skip(f"does not run as it is: {type(e).__name__}")
     model.fold_constants()
