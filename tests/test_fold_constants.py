@@ -263,6 +263,26 @@ def test_size_limit_keeps_a_transpose_of_a_weight_also_used_elsewhere():
     assert ops(fold(model, size_limit=1024)) == ["Transpose", "MatMul", "MatMul"]
 
 
+def test_weights_shared_through_identity_are_not_copied():
+    # the TorchScript exporter shares a weight between layers as Identity(W): folding must not copy it per layer
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32), "w")
+    nodes, prev = [], "x"
+    for i in range(4):
+        nodes += [
+            helper.make_node("Identity", ["w"], [f"w{i}"]),
+            helper.make_node("Transpose", [f"w{i}"], [f"wt{i}"], perm=[1, 0]),
+            helper.make_node("MatMul", [prev, f"wt{i}"], [f"y{i}"]),
+        ]
+        prev = f"y{i}"
+    model = make_model(nodes, [vi("x", [1, 64])], [vi(prev, [1, 64])], [w])
+    folded = fold(model)
+    assert ops(folded) == ["MatMul"] * 4
+    assert len(folded.proto.graph.initializer) == 1  # one transposed copy, read by all four; w itself died
+    assert folded.proto.ByteSize() <= model.ByteSize()
+    x = np.random.default_rng(1).standard_normal((1, 64)).astype(np.float32)
+    np.testing.assert_allclose(run(folded.proto, {"x": x})[0], run(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
 # -- subgraphs and functions ---------------------------------------------------------------------------------
 def _if_model(cond: bool) -> onnx.ModelProto:
     then = helper.make_graph(

@@ -86,6 +86,8 @@ class FoldReport:
     removed_initializers: int = 0
     freed_bytes: int = 0
     ifs_inlined: int = 0
+    constants_moved: int = 0
+    aliased: int = 0
     relocated: int = 0
     sessions: int = 0
     reference_runs: int = 0
@@ -100,8 +102,10 @@ class FoldReport:
 
     def lines(self) -> list[str]:
         out = [
-            f"fold-constants: folded {self.folded} node(s) into {self.initializers} constant(s) "
-            f"({_fmt_bytes(self.new_bytes)}); removed {self.removed_initializers} initializer(s) only they read "
+            f"fold-constants: folded {self.folded} node(s) into {self.initializers} new constant(s) "
+            f"({_fmt_bytes(self.new_bytes)}) and {self.constants_moved} Constant node(s) turned initializer; "
+            f"{self.aliased} folded value(s) equal to a constant read it instead of a copy; "
+            f"removed {self.removed_initializers} initializer(s) only they read "
             f"({_fmt_bytes(self.freed_bytes)}); inlined {self.ifs_inlined} If(s); "
             f"{self.sessions} onnxruntime session(s), {self.reference_runs} reference evaluation(s)"
         ]
@@ -529,6 +533,8 @@ def _run(model: Model, report: FoldReport, *, size_limit: int, exclude: set[int]
     reader = ValueReader(model.external_data_dir)
     writer = Materializer(model)
     materialized: dict[tuple[int, str], TensorProto] = {}  # (id(scope), name) -> tensor
+    aliases: dict[int, dict[str, str]] = {}  # id(scope) -> {folded value: equal constant it now reads}
+    seen: dict[tuple, str] = {}  # content key -> first materialized name (per scope, in the key)
     failed: set[tuple[int, str]] = set()
     evaluators: dict[int, Evaluator] = {}
 
@@ -598,7 +604,9 @@ def _run(model: Model, report: FoldReport, *, size_limit: int, exclude: set[int]
                 producer = scope.producer.get(name)
                 key = (id(scope), name)
                 if producer is not None and plan.is_removed(producer) and plan.is_frontier(scope, name):
-                    if key not in materialized:
+                    if key not in materialized and not _alias_instead(
+                        plan, scope, producer, name, value, aliases, seen
+                    ):
                         materialized[key] = writer.tensor(name, value)
                 if any(id(r) in plan.fold for r in scope.readers(name)):
                     retained[name] = value
@@ -607,7 +615,16 @@ def _run(model: Model, report: FoldReport, *, size_limit: int, exclude: set[int]
             batch: list[NodeProto] = []
             batch_size = 0
             batches: list[list[NodeProto]] = []
+            # a node kept in the graph (size limit) is evaluated only if a node that folds reads it
+            wanted_ids: set[int] = set()
+            for node in reversed(planned):
+                if plan.is_removed(node) or any(
+                    id(r) in wanted_ids for o in node.output if o for r in scope.readers(o)
+                ):
+                    wanted_ids.add(id(node))
             for node in planned:
+                if id(node) not in wanted_ids:
+                    continue
                 kind = plan.fold[id(node)][2]
                 if kind in ("const", "partial"):
                     name = node.output[0]
@@ -672,7 +689,7 @@ def _run(model: Model, report: FoldReport, *, size_limit: int, exclude: set[int]
                 del results
             # values that nodes kept in the graph (failed, or over the size limit) still read
             _materialize_late(plan, scope, planned, materialized, get, writer)
-        removed = _edit(model, plan, materialized, report, evaluators)
+        removed = _edit(model, plan, materialized, report, evaluators, aliases)
         if writer.external and writer.location is not None:
             report.relocated += _relocate_survivors(model, writer)
     finally:
@@ -766,10 +783,49 @@ def _recompute(plan: _Plan, scope: Scope, name: str, get) -> np.ndarray:
     return results[name]
 
 
-def _edit(model: Model, plan: _Plan, materialized, report: FoldReport, evaluators) -> int:
+def _alias_instead(plan: _Plan, scope: Scope, producer: NodeProto, name: str, value, aliases, seen) -> bool:
+    """Should readers of the folded value `name` read an equal constant instead of a new copy?
+
+    An Identity of a constant (how exporters share weights between layers) reads its input; a value equal
+    to one already materialized in this fold reads that one. Never for a graph output (its name must stay).
+    """
+    if name in scope.outputs:
+        return False
+    if producer.op_type == "Identity" and producer.domain in ("", "ai.onnx"):
+        source = producer.input[0]
+        home = scope.resolve(source)
+        if home is not None and source in home.initializers and source not in home.inputs:
+            aliases.setdefault(id(scope), {})[name] = source
+            return True
+    if not isinstance(value, np.ndarray) or value.dtype == object or value.nbytes < 64:
+        return False
+    import hashlib
+
+    digest = hashlib.blake2b(np.ascontiguousarray(value).view(np.uint8).reshape(-1), digest_size=16).digest()
+    key = (id(scope), str(value.dtype), value.shape, digest)
+    first = seen.get(key)
+    if first is None:
+        seen[key] = name
+        return False
+    aliases.setdefault(id(scope), {})[name] = first
+    return True
+
+
+def _edit(model: Model, plan: _Plan, materialized, report: FoldReport, evaluators, aliases) -> int:
+    from graphsurgeon.passes._simplify_rewrites import Aliases, apply_aliases
+
     index = model.index
     removed_count = 0
     dying: dict[int, set[str]] = {}
+    alias_targets = {target for mapping in aliases.values() for target in mapping.values()}
+    for scope in index.scopes:
+        mapping = aliases.get(id(scope))
+        if mapping:
+            table = Aliases()
+            for alias, target in mapping.items():
+                table.add(alias, target)
+            apply_aliases(scope, table)
+            report.aliased += len(mapping)
     for scope in index.scopes:
         planned = plan.order.get(id(scope))
         if not planned:
@@ -780,6 +836,8 @@ def _edit(model: Model, plan: _Plan, materialized, report: FoldReport, evaluator
         for r in candidates:
             home = scope.resolve(r)
             if home is None or home.is_function or r not in home.initializers or r in home.inputs or r in home.outputs:
+                continue
+            if r in alias_targets:
                 continue
             if all(plan.is_removed(reader) for reader in home.readers(r)):
                 dying.setdefault(id(home), set()).add(r)
@@ -794,8 +852,17 @@ def _edit(model: Model, plan: _Plan, materialized, report: FoldReport, evaluator
             for _, t in new:
                 scope.container.initializer.append(t)
         removed_count += len(removed)
-        report.initializers += len(new)
-        report.new_bytes += sum(declared_nbytes(t) or 0 for _, t in new)
+        for name, t in new:
+            producer = scope.producer.get(name)
+            if (
+                producer is not None
+                and _is_constant_node(producer)
+                and plan.fold.get(id(producer), ("", "", ""))[2] == "const"
+            ):
+                report.constants_moved += 1
+            else:
+                report.initializers += 1
+                report.new_bytes += declared_nbytes(t) or 0
     by_id = {id(s): s for s in index.scopes}
     for sid, names in dying.items():
         scope = by_id[sid]
