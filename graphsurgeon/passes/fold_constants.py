@@ -605,7 +605,7 @@ def _run(model: Model, report: FoldReport, *, size_limit: int, exclude: set[int]
                 key = (id(scope), name)
                 if producer is not None and plan.is_removed(producer) and plan.is_frontier(scope, name):
                     if key not in materialized and not _alias_instead(
-                        plan, scope, producer, name, value, aliases, seen
+                        plan, scope, producer, name, value, aliases, seen, get
                     ):
                         materialized[key] = writer.tensor(name, value)
                 if any(id(r) in plan.fold for r in scope.readers(name)):
@@ -783,7 +783,7 @@ def _recompute(plan: _Plan, scope: Scope, name: str, get) -> np.ndarray:
     return results[name]
 
 
-def _alias_instead(plan: _Plan, scope: Scope, producer: NodeProto, name: str, value, aliases, seen) -> bool:
+def _alias_instead(plan: _Plan, scope: Scope, producer: NodeProto, name: str, value, aliases, seen, reread) -> bool:
     """Should readers of the folded value `name` read an equal constant instead of a new copy?
 
     An Identity of a constant (how exporters share weights between layers) reads its input; a value equal
@@ -799,16 +799,33 @@ def _alias_instead(plan: _Plan, scope: Scope, producer: NodeProto, name: str, va
             return True
     if not isinstance(value, np.ndarray) or value.dtype == object or value.nbytes < 64:
         return False
-    import hashlib
-
-    digest = hashlib.blake2b(np.ascontiguousarray(value).view(np.uint8).reshape(-1), digest_size=16).digest()
-    key = (id(scope), str(value.dtype), value.shape, digest)
+    key = (id(scope), str(value.dtype), value.shape, _fingerprint(value))
     first = seen.get(key)
     if first is None:
-        seen[key] = name
+        seen[key] = (name, value if value.nbytes <= _KEEP_FOR_COMPARE else None)
         return False
-    aliases.setdefault(id(scope), {})[name] = first
+    first_name, first_value = first
+    if first_value is None:
+        first_value = reread(first_name)
+    if not np.array_equal(first_value, value, equal_nan=value.dtype.kind in "fc"):
+        return False
+    aliases.setdefault(id(scope), {})[name] = first_name
     return True
+
+
+_KEEP_FOR_COMPARE = 1 << 16
+
+
+def _fingerprint(value: np.ndarray) -> bytes:
+    """A cheap content key: a hash of the whole value when small, of 64 evenly spread 64-byte pieces otherwise."""
+    import hashlib
+
+    raw = np.ascontiguousarray(value).view(np.uint8).reshape(-1)
+    if raw.size <= 1 << 16:
+        return hashlib.blake2b(raw, digest_size=16).digest()
+    step = raw.size // 64
+    pieces = b"".join(raw[i * step : i * step + 64].tobytes() for i in range(64)) + raw[-64:].tobytes()
+    return hashlib.blake2b(pieces, digest_size=16).digest()
 
 
 def _edit(model: Model, plan: _Plan, materialized, report: FoldReport, evaluators, aliases) -> int:
