@@ -125,7 +125,7 @@ def _busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_for_quiet(max_busy: float = 0.25, max_wait: float = 300, window: float = 2.0) -> float:
+def wait_for_quiet(max_busy: float = 0.25, max_wait: float = 90, window: float = 2.0) -> float:
     """Wait (up to `max_wait` s) until other processes use under `max_busy` cores over `window` s.
 
     Other people share this machine; a benchmark started while they compile or test measures them too.
@@ -213,7 +213,7 @@ def median(values) -> float:
 
 
 def stat_label(n: int) -> str:
-    return "one run" if n == 1 else f"median of {n}, min-max"
+    return "one run" if n == 1 else "median (min-max, runs)"
 
 
 def summarize(runs: list[Run]) -> tuple[str, str, str]:
@@ -223,7 +223,7 @@ def summarize(runs: list[Run]) -> tuple[str, str, str]:
     walls = [r.wall for r in runs]
     wall = fmt_seconds(median(walls))
     if len(runs) > 1:
-        wall += f" ({min(walls):.2f}-{max(walls):.2f})"
+        wall += f" ({min(walls):.2f}-{max(walls):.2f}, n={len(walls)})"
     return wall, fmt_mb(max(r.peak_rss_mb for r in runs)), f"{median(r.sync_s for r in runs):.2f} s"
 
 
