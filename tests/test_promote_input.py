@@ -86,6 +86,18 @@ def test_name_option_and_collisions():
     assert proto.graph.input[-1].name == "scales_1"
     proto = gs.load(resize_model().SerializeToString()).promote_input(node="Resize", attr="scales", name="factor").proto
     assert proto.graph.input[-1].name == "factor"
+    with pytest.raises(gs.RewriteError, match="'up' is already used"):
+        gs.load(resize_model()).promote_input(node="Resize", attr="scales", name="up")
+
+
+def test_a_constant_that_dies_frees_its_name():
+    """The exporter's constant is already called `scales`: the input takes that name, not `scales_1`."""
+    model = resize_model()
+    model.graph.initializer[0].name = "scales"
+    model.graph.node[0].input[2] = "scales"
+    proto = gs.load(model).promote_input(node="Resize", attr="scales").proto
+    assert [i.name for i in proto.graph.input] == ["x", "scales"] and not proto.graph.initializer
+    assert run_ort(proto, feeds(2.0))[0].shape == (1, 2, 8, 10)
 
 
 def two_resizes(shared: bool) -> onnx.ModelProto:

@@ -121,23 +121,19 @@ def promote_input(
             operands[key] = _Operand(tensor, home, value, source, constant, [])
         operands[key].uses.append((scope, target, position))
 
-    taken = _used_names(model)
-    main = index.main
+    if name is not None and name in _used_names(model) - {o.tensor_name for o in operands.values()}:
+        raise RewriteError(f"the name {name!r} is already used in the model; pick another --name")
+    # Rewire to placeholder names first, so a constant that dies frees its name for the new input.
     dead_initializers: dict[int, set[str]] = {}
     dead_constants: dict[int, list[NodeProto]] = {}
     rewired: list[tuple[Scope, NodeProto]] = []
-    for operand in operands.values():
-        input_name = _unique(name or attr, taken)
-        taken.add(input_name)
-        value = operand.value
-        main.add_input(helper.make_tensor_value_info(input_name, value.data_type, list(value.dims)))
-        if keep_default:
-            default = TensorProto()
-            default.CopyFrom(value)  # external data: copies the reference, not the bytes
-            default.name = input_name
-            main.add_initializer(default)
+    values: list[TensorProto] = []
+    for number, operand in enumerate(operands.values()):
+        value = TensorProto()
+        value.CopyFrom(operand.value)  # external data: copies the reference, not the bytes
+        values.append(value)
         for scope, target, position in operand.uses:
-            scope.set_node_input(target, position, input_name)
+            scope.set_node_input(target, position, f"\0promoted {number}")
             rewired.append((scope, target))
         home, tensor = operand.home, operand.tensor_name
         if not _is_read(home, tensor):
@@ -146,6 +142,20 @@ def promote_input(
             else:
                 dead_initializers.setdefault(id(home), set()).add(tensor)
             _drop_value_info(home, tensor)
+    for scope in index.scopes:
+        scope.remove_initializers(dead_initializers.get(id(scope), set()))
+        scope.remove_nodes(dead_constants.get(id(scope), []))
+
+    taken = _used_names(model)
+    for operand, value in zip(operands.values(), values, strict=True):
+        input_name = _unique(name or attr, taken)
+        taken.add(input_name)
+        index.main.add_input(helper.make_tensor_value_info(input_name, value.data_type, list(value.dims)))
+        if keep_default:
+            value.name = input_name
+            index.main.add_initializer(value)
+        for scope, target, position in operand.uses:
+            scope.set_node_input(target, position, input_name)
         shape = "x".join(str(d) for d in value.dims) or "scalar"
         dtype = helper.tensor_dtype_to_string(value.data_type).removeprefix("TensorProto.").lower()
         users = ", ".join(describe(s, n) for s, n, _ in operand.uses)
@@ -153,9 +163,6 @@ def promote_input(
             f"promoted operand {attr!r} of {users} ({operand.source}) to graph input {input_name!r} "
             f"{dtype}[{shape}]" + (" with the old value as its default" if keep_default else "")
         )
-    for scope in index.scopes:
-        scope.remove_initializers(dead_initializers.get(id(scope), set()))
-        scope.remove_nodes(dead_constants.get(id(scope), []))
     for dims in make_downstream_dims_symbolic(model, rewired):
         model.note(dims)
 
