@@ -8,6 +8,7 @@ from __future__ import annotations
 import mmap
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,26 +177,45 @@ def read_tensor(tensor: TensorProto, data_dir: Path | None) -> np.ndarray:
         raise RewriteError(f"tensor {tensor.name!r} cannot be read: {e}") from e
 
 
+_PARALLEL_COPY_MIN = 256 << 20
+_COPY_STREAMS = 4
+
+
+def _copy_range(fin: int, fout: int, start: int, end: int) -> None:
+    while start < end:
+        copied = os.copy_file_range(fin, fout, min(end - start, 1 << 30), start, start)
+        if copied == 0:
+            raise OSError(f"short copy at byte {start}")
+        start += copied
+
+
+def _kernel_copy(fin: int, fout: int, size: int) -> None:
+    """copy_file_range over the whole file; big files in a few parallel ranges (the disk queues them)."""
+    if size < _PARALLEL_COPY_MIN:
+        _copy_range(fin, fout, 0, size)
+        return
+    step = -(-size // _COPY_STREAMS)
+    with ThreadPoolExecutor(_COPY_STREAMS) as pool:
+        ranges = [pool.submit(_copy_range, fin, fout, lo, min(lo + step, size)) for lo in range(0, size, step)]
+        for done in ranges:
+            done.result()
+
+
 def copy_file(src: Path, dst: Path) -> None:
     """Copy `src` to `dst` atomically, kernel-side where the OS can (never a hard link: onnx refuses those)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     try:
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            remaining = os.fstat(fin.fileno()).st_size
+            size = os.fstat(fin.fileno()).st_size
             try:
-                while remaining > 0:
-                    copied = os.copy_file_range(fin.fileno(), fout.fileno(), min(remaining, 1 << 30))
-                    if copied == 0:
-                        break
-                    remaining -= copied
-            except (AttributeError, OSError):
+                _kernel_copy(fin.fileno(), fout.fileno(), size)
+            except (AttributeError, OSError):  # no copy_file_range here (or across these filesystems)
                 fin.seek(0)
                 fout.seek(0)
                 fout.truncate()
                 shutil.copyfileobj(fin, fout, 1 << 20)
-                remaining = 0
-            if remaining:
+            if os.fstat(fout.fileno()).st_size != size:
                 raise OSError(f"short copy of {src}")
         os.replace(tmp, dst)
     finally:
