@@ -54,7 +54,11 @@ def _fold_constants_options(parser: argparse.ArgumentParser) -> None:
 
 def _simplify_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--input-shape", nargs="+", default=[], metavar="NAME:DIMS", help="fix an input's dims first, e.g. x:1,3,224,224"
+        "--input-shape",
+        nargs="+",
+        default=[],
+        metavar="NAME:DIMS",
+        help="fix an input's dims first, e.g. x:1,3,224,224",
     )
     _size_limit_option(parser)
 
