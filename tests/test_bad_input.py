@@ -33,7 +33,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def chain(n: int) -> onnx.GraphProto:
     return helper.make_graph(
-        [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"n{i}") for i in range(n)], "g",
+        [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"n{i}") for i in range(n)],
+        "g",
         [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info(f"t{n}", TensorProto.FLOAT, [1])],
     )
@@ -63,6 +64,7 @@ def _length_delimited(field: int, payload: bytes) -> bytes:
             out.append(byte | (0x80 if n else 0))
             if not n:
                 return bytes(out)
+
     return varint(field << 3 | 2) + varint(len(payload)) + payload
 
 
@@ -82,14 +84,23 @@ CASES = {
     "random bytes": (bytes(range(256)) * 4, ["inspect"], "not a valid ONNX model"),
     "truncated model": (GOOD.read_bytes()[:-7], ["cleanup"], "not a valid ONNX model"),
     "text file": (b"hello, I am not a model\n", ["check"], "not"),
-    "protobuf but not a model": (helper.make_tensor("t", TensorProto.FLOAT, [1], [1.0]).SerializeToString(),
-                                 ["toposort"], "not a valid ONNX model"),
+    "protobuf but not a model": (
+        helper.make_tensor("t", TensorProto.FLOAT, [1], [1.0]).SerializeToString(),
+        ["toposort"],
+        "not a valid ONNX model",
+    ),
     "cyclic graph": (cyclic(), ["toposort"], "has a cycle"),
     "dangling input": (dangling(), ["cleanup"], "reads 'nowhere', which nothing produces"),
-    "selector matches nothing": (GOOD.read_bytes(), ["promote-input", "--node", "Conv", "--attr", "x"],
-                                 "matches no node"),
-    "unknown operand": (GOOD.read_bytes(), ["promote-input", "--node", "Identity", "--attr", "scales"],
-                        "no operand named 'scales'"),
+    "selector matches nothing": (
+        GOOD.read_bytes(),
+        ["promote-input", "--node", "Conv", "--attr", "x"],
+        "matches no node",
+    ),
+    "unknown operand": (
+        GOOD.read_bytes(),
+        ["promote-input", "--node", "Identity", "--attr", "scales"],
+        "no operand named 'scales'",
+    ),
     "nested deeper than protobuf allows": (too_deep(), ["inspect"], "nests subgraphs deeper than protobuf allows"),
 }
 

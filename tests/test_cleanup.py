@@ -18,9 +18,13 @@ def vi(name: str, shape=(2,)) -> onnx.ValueInfoProto:
 
 def model_with_dead_code() -> onnx.ModelProto:
     then = helper.make_graph(
-        [helper.make_node("Add", ["x", "w_outer"], ["t"]),  # reads two outer-scope values
-         helper.make_node("Neg", ["x"], ["dead_inner"])],      # dead inside a live subgraph
-        "then", [], [vi("t")],
+        [
+            helper.make_node("Add", ["x", "w_outer"], ["t"]),  # reads two outer-scope values
+            helper.make_node("Neg", ["x"], ["dead_inner"]),
+        ],  # dead inside a live subgraph
+        "then",
+        [],
+        [vi("t")],
         [helper.make_tensor("dead_inner_init", F, [1], [0.0])],
     )
     other = helper.make_graph([helper.make_node("Identity", ["x"], ["e"])], "else", [], [vi("e")])
@@ -31,14 +35,22 @@ def model_with_dead_code() -> onnx.ModelProto:
         helper.make_node("Twice", ["dead1"], ["dead2"], name="dead2", domain="local"),
     ]
     graph = helper.make_graph(
-        nodes, "g", [vi("x"), helper.make_tensor_value_info("c", TensorProto.BOOL, [])], [vi("y")],
+        nodes,
+        "g",
+        [vi("x"), helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [vi("y")],
         [helper.make_tensor("w_outer_src", F, [2], [1.0, -1.0]), helper.make_tensor("unused_w", F, [2], [3.0, 3.0])],
         value_info=[vi("w_outer"), vi("dead1"), vi("dead2")],
     )
-    twice = helper.make_function("local", "Twice", ["a"], ["b"], [helper.make_node("Add", ["a", "a"], ["b"])],
-                                 [helper.make_opsetid("", 17)])
-    return helper.make_model(graph, functions=[twice], ir_version=8,
-                             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+    twice = helper.make_function(
+        "local", "Twice", ["a"], ["b"], [helper.make_node("Add", ["a", "a"], ["b"])], [helper.make_opsetid("", 17)]
+    )
+    return helper.make_model(
+        graph,
+        functions=[twice],
+        ir_version=8,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+    )
 
 
 def test_removes_dead_code_at_every_depth_and_keeps_outer_scope_reads():
@@ -75,13 +87,24 @@ def test_graph_inputs_are_never_removed():
 
 
 def test_functions_used_only_by_functions_stay():
-    inner = helper.make_function("local", "Inner", ["a"], ["b"], [helper.make_node("Neg", ["a"], ["b"])],
-                                 [helper.make_opsetid("", 17)])
-    outer = helper.make_function("local", "Outer", ["a"], ["b"], [helper.make_node("Inner", ["a"], ["b"],
-                                 domain="local")], [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+    inner = helper.make_function(
+        "local", "Inner", ["a"], ["b"], [helper.make_node("Neg", ["a"], ["b"])], [helper.make_opsetid("", 17)]
+    )
+    outer = helper.make_function(
+        "local",
+        "Outer",
+        ["a"],
+        ["b"],
+        [helper.make_node("Inner", ["a"], ["b"], domain="local")],
+        [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+    )
     graph = helper.make_graph([helper.make_node("Outer", ["x"], ["y"], domain="local")], "g", [vi("x")], [vi("y")])
-    model = helper.make_model(graph, functions=[inner, outer], ir_version=8,
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+    model = helper.make_model(
+        graph,
+        functions=[inner, outer],
+        ir_version=8,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+    )
     proto = gs.load(model).cleanup().proto
     assert [f.name for f in proto.functions] == ["Inner", "Outer"]
     assert run_ort(proto, {"x": np.array([1.0, 2.0], dtype=np.float32)})[0].tolist() == [-1.0, -2.0]

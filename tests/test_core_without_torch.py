@@ -26,7 +26,6 @@ print("ok")
 
 def test_every_verb_runs_without_torch(tmp_path: Path):
     onnx.save(resize_model(), tmp_path / "m.onnx")
-    done = subprocess.run([sys.executable, "-c", SCRIPT, "m.onnx"],
-                          cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, "m.onnx"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("ok")

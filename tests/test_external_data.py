@@ -53,8 +53,13 @@ def write_model(folder: Path, n: int = 64, location: str = "weights.bin", sparse
         helper.make_node("Reshape", ["h", "shape"], ["r"]),
         helper.make_node("Resize", ["r", "", "scales_const"], ["y"], name="resize", mode="nearest"),
     ]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 1, 2 * n])], initializers)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 1, 2 * n])],
+        initializers,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     path = folder / "model.onnx"
     path.write_bytes(model.SerializeToString())
@@ -121,8 +126,19 @@ def test_weights_are_never_pulled_through_python(tmp_path: Path):
     src = write_model(tmp_path / "a", sparse_bytes=1 << 30)
     baseline = peak_mib(["inspect", "model.onnx"], tmp_path / "a")
     beside = peak_mib(["promote-input", "model.onnx", "--node", "Resize", "--attr", "scales"], tmp_path / "a")
-    elsewhere = peak_mib(["promote-input", "model.onnx", "--node", "Resize", "--attr", "scales",
-                          "-o", str(tmp_path / "b" / "model.onnx")], tmp_path / "a")
+    elsewhere = peak_mib(
+        [
+            "promote-input",
+            "model.onnx",
+            "--node",
+            "Resize",
+            "--attr",
+            "scales",
+            "-o",
+            str(tmp_path / "b" / "model.onnx"),
+        ],
+        tmp_path / "a",
+    )
     assert beside < baseline + 64 and elsewhere < baseline + 64, (baseline, beside, elsewhere)
     assert (tmp_path / "b" / "weights.bin").stat().st_size == (tmp_path / "a" / "weights.bin").stat().st_size
     assert src.exists()
@@ -153,8 +169,13 @@ def test_hostile_or_broken_locations_are_refused(tmp_path: Path, location, offse
 
 def test_absurd_declared_size_is_refused_on_read():
     tensor = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[10**6, 10**6], raw_data=b"\0" * 4)
-    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [tensor])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["y"])],
+        "g",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [tensor],
+    )
     model = gs.load(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]))
     with pytest.raises(gs.RewriteError, match=r"declares shape \[1000000, 1000000\] \(4000000000000 bytes\)"):
         model.tensor_value("w")
@@ -184,10 +205,16 @@ def test_models_over_the_protobuf_limit_get_their_inline_weights_moved_out(tmp_p
     monkeypatch.setattr(_io, "PROTOBUF_LIMIT", 80 << 20)
     w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
     big = onnx.numpy_helper.from_array(np.zeros((17 << 20) // 4, np.float32), "big")
-    graph = helper.make_graph([helper.make_node("Identity", ["big"], ["y"]), helper.make_node("Identity", ["w"], ["z"])],
-                              "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-                                        helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
-                              [big, onnx.numpy_helper.from_array(w, "w")])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["big"], ["y"]), helper.make_node("Identity", ["w"], ["z"])],
+        "g",
+        [],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, None),
+        ],
+        [big, onnx.numpy_helper.from_array(w, "w")],
+    )
     model = gs.load(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]))
     out = model.save(tmp_path / "big.onnx")
     assert out.stat().st_size < 4096

@@ -66,7 +66,11 @@ def _rich_model() -> onnx.ModelProto:
     )
     graph.sparse_initializer.append(sparse)
     twice = helper.make_function(
-        "local", "Twice", ["a"], ["b"], [helper.make_node("Add", ["a", "a"], ["b"])],
+        "local",
+        "Twice",
+        ["a"],
+        ["b"],
+        [helper.make_node("Add", ["a", "a"], ["b"])],
         [helper.make_opsetid("", 17)],
     )
     model = helper.make_model(

@@ -13,6 +13,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_main_job_is_the_srcnn_recipe():
-    assert 'pip install torch==2.13.0 -e ".[all]" && python -m recipes.srcnn_promote_input' in (
-        REPO / "README.md"
-    ).read_text()
+    assert (
+        'pip install torch==2.13.0 -e ".[all]" && python -m recipes.srcnn_promote_input'
+        in (REPO / "README.md").read_text()
+    )

@@ -24,8 +24,11 @@ def resize_model(source: str = "initializer", factor: float = 3.0, opset: int = 
     if source == "initializer":
         initializers.append(helper.make_tensor("baked", TensorProto.FLOAT, [4], scales))
     elif source == "constant":
-        nodes.append(helper.make_node("Constant", [], ["baked"], name="const",
-                                      value=helper.make_tensor("v", TensorProto.FLOAT, [4], scales)))
+        nodes.append(
+            helper.make_node(
+                "Constant", [], ["baked"], name="const", value=helper.make_tensor("v", TensorProto.FLOAT, [4], scales)
+            )
+        )
     elif source == "constant_floats":
         nodes.append(helper.make_node("Constant", [], ["baked"], name="const", value_floats=scales))
     nodes += [
@@ -34,7 +37,8 @@ def resize_model(source: str = "initializer", factor: float = 3.0, opset: int = 
     ]
     out_hw = [int(4 * factor), int(5 * factor)]
     graph = helper.make_graph(
-        nodes, "g",
+        nodes,
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 5])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, *out_hw])],
         initializers,
@@ -71,8 +75,9 @@ def test_downstream_static_shapes_become_symbolic():
 
 
 def test_keep_default_runs_without_feeding_the_input():
-    proto = gs.load(resize_model().SerializeToString()).promote_input(
-        node="resize", attr="scales", keep_default=True).proto
+    proto = (
+        gs.load(resize_model().SerializeToString()).promote_input(node="resize", attr="scales", keep_default=True).proto
+    )
     assert [t.name for t in proto.graph.initializer] == ["scales"]
     assert outputs_match(run_ort(proto, {"x": X}), run_ort(resize_model(), {"x": X}))
     assert run_ort(proto, feeds(2.0))[0].shape == (1, 2, 8, 10)
@@ -105,8 +110,9 @@ def two_resizes(shared: bool) -> onnx.ModelProto:
     graph = model.graph
     if not shared:
         graph.initializer.append(helper.make_tensor("baked2", TensorProto.FLOAT, [4], [1, 1, 2, 2]))
-    graph.node.append(helper.make_node("Resize", ["x", "", "baked" if shared else "baked2"], ["up2"],
-                                       name="resize2", mode="nearest"))
+    graph.node.append(
+        helper.make_node("Resize", ["x", "", "baked" if shared else "baked2"], ["up2"], name="resize2", mode="nearest")
+    )
     graph.output.append(helper.make_tensor_value_info("up2", TensorProto.FLOAT, None))
     return model
 
@@ -144,16 +150,23 @@ def test_operand_read_inside_an_if_body():
     """The Resize sits in an If branch and reads the main graph's constant through the outer scope."""
     branch = helper.make_graph(
         [helper.make_node("Resize", ["x", "", "baked"], ["b_out"], name="inner_resize", mode="nearest")],
-        "then", [], [helper.make_tensor_value_info("b_out", TensorProto.FLOAT, None)],
+        "then",
+        [],
+        [helper.make_tensor_value_info("b_out", TensorProto.FLOAT, None)],
     )
     other = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["e_out"])], "else", [],
+        [helper.make_node("Identity", ["x"], ["e_out"])],
+        "else",
+        [],
         [helper.make_tensor_value_info("e_out", TensorProto.FLOAT, None)],
     )
     graph = helper.make_graph(
-        [helper.make_node("If", ["cond"], ["y"], name="if", then_branch=branch, else_branch=other)], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 5]),
-         helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_node("If", ["cond"], ["y"], name="if", then_branch=branch, else_branch=other)],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 5]),
+            helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [helper.make_tensor("baked", TensorProto.FLOAT, [4], [1, 1, 3, 3])],
     )
@@ -183,8 +196,12 @@ def test_refusals(model, kwargs, error, message):
 
 def test_attribute_that_became_an_input_later_is_refused_with_the_opset():
     node = helper.make_node("Upsample", ["x"], ["y"], name="up", scales=[1.0, 1.0, 2.0, 2.0])
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)], ir_version=3)
     with pytest.raises(gs.RewriteError, match="attribute at opset 7; it became an input in opset 9"):
         gs.load(model.SerializeToString()).promote_input(node="Upsample", attr="scales")
@@ -196,7 +213,9 @@ def test_cli_headline_command_writes_next_to_input_and_leaves_input_alone(tmp_pa
     before = source.read_bytes()
     done = subprocess.run(
         [sys.executable, "-m", "graphsurgeon", "promote-input", "srcnn.onnx", "--node", "Resize", "--attr", "scales"],
-        cwd=tmp_path, capture_output=True, text=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("wrote srcnn.promote-input.onnx")

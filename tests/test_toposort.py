@@ -30,14 +30,24 @@ def reversed_chain(n: int, with_if: bool = True) -> onnx.ModelProto:
     outputs = [helper.make_tensor_value_info(f"t{n}", TensorProto.FLOAT, [2])]
     if with_if:
         mid = f"t{n // 2}"
-        then = helper.make_graph([helper.make_node("Add", [mid, f"t{n}"], ["a"])], "then", [],
-                                 [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2])])
-        other = helper.make_graph([helper.make_node("Identity", [mid], ["b"])], "else", [],
-                                  [helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])])
+        then = helper.make_graph(
+            [helper.make_node("Add", [mid, f"t{n}"], ["a"])],
+            "then",
+            [],
+            [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2])],
+        )
+        other = helper.make_graph(
+            [helper.make_node("Identity", [mid], ["b"])],
+            "else",
+            [],
+            [helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])],
+        )
         nodes.append(helper.make_node("If", ["c"], ["y"], name="if", then_branch=then, else_branch=other))
         outputs.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, [2]))
-    inputs = [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [2]),
-              helper.make_tensor_value_info("c", TensorProto.BOOL, [])]
+    inputs = [
+        helper.make_tensor_value_info("t0", TensorProto.FLOAT, [2]),
+        helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+    ]
     graph = helper.make_graph(nodes[::-1], "chain", inputs, outputs)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
@@ -75,8 +85,12 @@ def test_stable_for_independent_nodes():
         helper.make_node("Relu", ["x"], ["a"], name="makes_a"),
         helper.make_node("Relu", ["x"], ["q"], name="free2"),
     ]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])], [
-        helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("b", "p", "q")])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("b", "p", "q")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     sorted_model = gs.load(model).toposort().proto
     assert [n.name for n in sorted_model.graph.node] == ["makes_a", "uses_a", "free1", "free2"]
@@ -88,8 +102,12 @@ def test_cycle_is_reported_with_its_nodes():
         helper.make_node("Relu", ["a"], ["b"], name="B"),
         helper.make_node("Add", ["b", "x"], ["c"], name="C"),
     ]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     with pytest.raises(gs.GraphStructureError, match=r"cycle.*A \(Relu\) -> C \(Add\) -> B \(Relu\) -> A"):
         gs.load(model).toposort()
@@ -98,11 +116,18 @@ def test_cycle_is_reported_with_its_nodes():
 def test_function_bodies_are_sorted():
     body = [helper.make_node("Neg", ["t"], ["o"]), helper.make_node("Relu", ["i"], ["t"])]
     function = helper.make_function("local", "F", ["i"], ["o"], body, [helper.make_opsetid("", 17)])
-    graph = helper.make_graph([helper.make_node("F", ["x"], ["y"], domain="local")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph, functions=[function], ir_version=8,
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+    graph = helper.make_graph(
+        [helper.make_node("F", ["x"], ["y"], domain="local")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(
+        graph,
+        functions=[function],
+        ir_version=8,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+    )
     editor = gs.load(model).toposort()
     assert [n.op_type for n in editor.proto.functions[0].node] == ["Relu", "Neg"]
     assert [n.op_type for n in sorted_nodes(editor.index.functions[("local", "F", "")])] == ["Relu", "Neg"]
