@@ -34,6 +34,11 @@ _SMALL = 64  # largest integer constant (elements) tracked as a partial value
 _INT_TYPES = {TensorProto.INT64: np.int64, TensorProto.INT32: np.int32}
 
 
+def _static(dim) -> bool:
+    """A dim with a usable value (a negative dim_value, which some files carry for "unknown", is not one)."""
+    return dim.HasField("dim_value") and dim.dim_value >= 0
+
+
 @dataclass(frozen=True)
 class Sym:
     """An unknown dim: equal only to itself."""
@@ -149,7 +154,7 @@ class ShapeInfo:
         t = self.type_of(scope, name)
         if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.HasField("shape"):
             return None
-        return [d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim]
+        return [d.dim_value if _static(d) else None for d in t.tensor_type.shape.dim]
 
     def symbolic_dims(self, scope: Scope, name: str) -> list[Elem] | None:
         """Dims as ints or symbols (dim_param, else unique to this tensor and axis); None if rank unknown."""
@@ -159,7 +164,7 @@ class ShapeInfo:
         home = scope.resolve(name) or scope
         out: list[Elem] = []
         for axis, d in enumerate(t.tensor_type.shape.dim):
-            if d.HasField("dim_value"):
+            if _static(d):
                 out.append(d.dim_value)
             elif d.dim_param:
                 out.append(Sym(("param", d.dim_param)))
