@@ -20,10 +20,6 @@ def node_subgraphs(node: NodeProto) -> Iterator[tuple[str, GraphProto]]:
                 yield attr.name, g
 
 
-def has_subgraphs(node: NodeProto) -> bool:
-    return any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute)
-
-
 def graphs_under(*roots: GraphProto) -> Iterator[GraphProto]:
     """The given graphs and every subgraph nested in them, outer before inner."""
     stack = list(reversed(roots))
@@ -44,14 +40,6 @@ def model_graphs(model: ModelProto) -> Iterator[GraphProto]:
         yield from graphs_under(model.graph)
     for info in model.training_info:
         yield from graphs_under(info.initialization, info.algorithm)
-
-
-def model_nodes(model: ModelProto) -> Iterator[NodeProto]:
-    """Every node in the model: graphs, subgraphs and function bodies."""
-    for function in model.functions:
-        yield from function.node
-    for graph in model_graphs(model):
-        yield from graph.node
 
 
 def _attribute_tensors(node: NodeProto) -> Iterator[TensorProto]:
