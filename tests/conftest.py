@@ -55,35 +55,54 @@ def run_ort(model: onnx.ModelProto | str | os.PathLike, feeds: dict[str, np.ndar
     return session.run(None, feeds)
 
 
-def outputs_match(got: list, want: list, rtol: float = 1e-3, atol: float = 1e-5) -> bool:
-    """Same tolerance as onnx's backend tests; NaN equals NaN; exact for non-floats."""
-    if len(got) != len(want):
-        return False
-    for g, w in zip(got, want, strict=True):
-        if isinstance(w, list):
-            if not isinstance(g, list) or not outputs_match(g, w, rtol, atol):
-                return False
+def output_mismatch(actual: list, expected: list, rtol: float = 1e-3, atol: float = 1e-5) -> str | None:
+    """None if every output matches (allclose for floats, NaN-equal; exact for ints, bools, strings), else why."""
+    if len(actual) != len(expected):
+        return f"{len(actual)} outputs, expected {len(expected)}"
+    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+        if isinstance(e, list) or isinstance(a, list):
+            if not isinstance(a, list) or not isinstance(e, list) or len(a) != len(e):
+                return f"output {i}: sequence mismatch"
+            problem = output_mismatch(a, e, rtol, atol)
+            if problem:
+                return f"output {i}: {problem}"
             continue
-        if w is None or g is None:
-            if g is not w:
-                return False
+        if e is None or a is None:
+            if a is not e:
+                return f"output {i}: optional mismatch"
             continue
-        g, w = np.asarray(g), np.asarray(w)
-        if g.shape != w.shape:
-            return False
-        if w.dtype.kind in "fc":
-            if not np.allclose(g.astype(w.dtype), w, rtol=rtol, atol=atol, equal_nan=True):
-                return False
-        elif w.dtype.kind in "OSU":
-            if g.tolist() != w.tolist():
-                return False
-        elif not np.array_equal(g, w):
-            return False
-    return True
+        a, e = np.asarray(a), np.asarray(e)
+        if a.shape != e.shape:
+            return f"output {i}: shape {a.shape} != {e.shape}"
+        if e.dtype.kind in "fc":
+            try:
+                np.testing.assert_allclose(a.astype(e.dtype), e, rtol=rtol, atol=atol, equal_nan=True)
+            except AssertionError as err:
+                return f"output {i}: {str(err).strip().splitlines()[0]}"
+        elif e.dtype.kind in "OUS":
+            if a.tolist() != e.tolist():
+                return f"output {i}: strings differ"
+        elif not np.array_equal(a, e):
+            return f"output {i}: values differ"
+    return None
 
 
-def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray] | None:
-    """Random inputs for a model's graph inputs (None if some input has no static tensor shape)."""
+def outputs_match(actual: list, expected: list, rtol: float = 1e-3, atol: float = 1e-5) -> bool:
+    return output_mismatch(actual, expected, rtol, atol) is None
+
+
+def load_full(path: Path) -> onnx.ModelProto:
+    """The model with its external data read in (to run the original in onnxruntime from memory)."""
+    from onnx.external_data_helper import load_external_data_for_model
+
+    model = onnx.load(str(path), load_external_data=False)
+    load_external_data_for_model(model, str(external_data_dir(path)))
+    return model
+
+
+def random_feeds(model: onnx.ModelProto, seed: int = 0, symbolic_dim: int = 1) -> dict[str, np.ndarray] | None:
+    """Random inputs for a model's graph inputs, `symbolic_dim` for dims without a value (None if some input
+    is not a tensor with a shape and a numeric or bool dtype)."""
     rng = np.random.default_rng(seed)
     initializers = {t.name for t in model.graph.initializer}
     feeds = {}
@@ -92,8 +111,12 @@ def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]
             continue
         if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
             return None
-        dims = [d.dim_value if d.dim_value > 0 else 1 for d in vi.type.tensor_type.shape.dim]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        shape = vi.type.tensor_type.shape.dim
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else symbolic_dim for d in shape]
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
+        except (KeyError, TypeError, ValueError):
+            return None
         if dtype.kind == "f":
             feeds[vi.name] = rng.standard_normal(dims).astype(dtype)
         elif dtype.kind in "iu":

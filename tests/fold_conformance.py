@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import onnxruntime as ort
+
+from tests.conftest import output_mismatch
 
 RTOL, ATOL = 1e-3, 1e-5
 
@@ -20,44 +21,12 @@ def feeds_for(model: onnx.ModelProto, inputs: list) -> dict:
     return dict(zip(names, inputs, strict=False))
 
 
-def outputs_match(actual: list, expected: list) -> str | None:
-    """None if every output matches (allclose for floats, NaN-equal; exact for ints, bools, strings)."""
-    if len(actual) != len(expected):
-        return f"{len(actual)} outputs, expected {len(expected)}"
-    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
-        if isinstance(e, list) or isinstance(a, list):
-            if not isinstance(a, list) or not isinstance(e, list) or len(a) != len(e):
-                return f"output {i}: sequence mismatch"
-            problem = outputs_match(a, e)
-            if problem:
-                return f"output {i}: {problem}"
-            continue
-        if e is None or a is None:
-            if a is not e:
-                return f"output {i}: optional mismatch"
-            continue
-        a, e = np.asarray(a), np.asarray(e)
-        if a.shape != e.shape:
-            return f"output {i}: shape {a.shape} != {e.shape}"
-        if e.dtype.kind in "fc":
-            try:
-                np.testing.assert_allclose(a.astype(e.dtype), e, rtol=RTOL, atol=ATOL, equal_nan=True)
-            except AssertionError as err:
-                return f"output {i}: {str(err).strip().splitlines()[0]}"
-        elif e.dtype.kind in "OUS":
-            if a.tolist() != e.tolist():
-                return f"output {i}: strings differ"
-        elif not np.array_equal(a, e):
-            return f"output {i}: values differ"
-    return None
-
-
 def run_case(model: onnx.ModelProto, inputs: list, expected: list) -> str | None:
     try:
         got = session(model).run(None, feeds_for(model, inputs))
     except Exception as e:  # onnxruntime raises many types
         return f"onnxruntime: {str(e).strip().splitlines()[0][:200]}"
-    return outputs_match(got, expected)
+    return output_mismatch(got, expected, RTOL, ATOL)
 
 
 _PASSING: list = []

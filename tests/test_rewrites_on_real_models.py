@@ -12,38 +12,17 @@ import onnx
 import pytest
 
 import graphsurgeon as gs
-from tests.conftest import corpus_models, external_data_dir, model_id, outputs_match, random_feeds, run_ort
-
-
-def _case_feeds(case) -> dict:
-    inputs, _ = case.data_sets[0]
-    initializers = {t.name for t in case.model.graph.initializer}
-    names = [i.name for i in case.model.graph.input if i.name not in initializers]
-    return dict(zip(names, inputs, strict=False))
-
-
-def _passes(model: onnx.ModelProto, case) -> bool:
-    try:
-        return outputs_match(run_ort(model, _case_feeds(case)), list(case.data_sets[0][1]))
-    except Exception:
-        return False
+from tests.conftest import corpus_models, external_data_dir, model_id, outputs_match, random_feeds
+from tests.fold_conformance import transform_keeps_passing
 
 
 def test_conformance_cases_keep_passing_after_cleanup_and_toposort(conformance_cases):
-    passing_before, unchanged, regressed = 0, 0, []
-    for case in conformance_cases:
-        if not _passes(case.model, case):
-            continue
-        passing_before += 1
-        original = case.model.SerializeToString()
-        rewritten = gs.load(original).cleanup().toposort().proto
-        if rewritten.SerializeToString() == original:
-            unchanged += 1
-            continue
-        if not _passes(rewritten, case):
-            regressed.append(case.name)
-    assert passing_before >= 1400, f"harness problem: only {passing_before} cases pass as-is"
-    assert not regressed, f"{len(regressed)} of {passing_before} cases regressed: {regressed[:20]}"
+    def transform(data: bytes) -> bytes:
+        return gs.load(data).cleanup().toposort().proto.SerializeToString()
+
+    passing, failures = transform_keeps_passing(conformance_cases, transform)
+    assert not failures, f"{len(failures)} cases regressed: {failures[:10]}"
+    assert passing >= 1400, f"harness problem: only {passing} cases pass as-is"
 
 
 RUNNABLE = []

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fold_conformance import session, transform_keeps_passing
-from fold_models import external_data_dir, load_full, model_files, model_id, random_inputs
 from onnx import TensorProto, helper, numpy_helper
 
 import graphsurgeon as gs
 from graphsurgeon.cli import main as cli_main
 from graphsurgeon.errors import RewriteError
+from tests.conftest import corpus_models, external_data_dir, load_full, model_id, random_feeds
+from tests.fold_conformance import session, transform_keeps_passing
 
 F = TensorProto.FLOAT
 I64 = TensorProto.INT64
@@ -62,11 +62,11 @@ def test_conformance_cases_keep_passing(conformance_cases):
     assert passing >= 1497
 
 
-@pytest.mark.parametrize("path", model_files(), ids=model_id)
+@pytest.mark.parametrize("path", corpus_models(), ids=model_id)
 def test_real_models_outputs_unchanged(path: Path, tmp_path: Path):
     try:
         model = gs.load(path, external_data_dir=external_data_dir(path))
-        feeds = random_inputs(model.proto)
+        feeds = random_feeds(model.proto, symbolic_dim=2)
         if feeds is None:
             pytest.skip("inputs are not plain tensors")
         reference = run(load_full(path), feeds)
