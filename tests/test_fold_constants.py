@@ -15,8 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 import graphsurgeon as gs
 from graphsurgeon.cli import main as cli_main
 from graphsurgeon.errors import RewriteError
-from tests.conftest import corpus_models, external_data_dir, load_full, model_id, random_feeds
-from tests.fold_conformance import session, transform_keeps_passing
+from tests.fold_conformance import session
 
 F = TensorProto.FLOAT
 
@@ -44,34 +43,6 @@ def fold(model: onnx.ModelProto, **kwargs) -> gs.Model:
 
 def ops(model: gs.Model) -> list[str]:
     return [n.op_type for n in model.proto.graph.node]
-
-
-# -- conformance and real models ---------------------------------------------------------------------------
-def test_conformance_cases_keep_passing(conformance_cases):
-    def transform(data: bytes) -> bytes:
-        return gs.load(data).fold_constants().proto.SerializeToString()
-
-    passing, failures = transform_keeps_passing(conformance_cases, transform)
-    print(f"fold-constants: {passing} conformance cases still pass")
-    assert not failures, failures[:10]
-    assert passing >= 1497
-
-
-@pytest.mark.parametrize("path", corpus_models(), ids=model_id)
-def test_real_models_outputs_unchanged(path: Path, tmp_path: Path):
-    try:
-        model = gs.load(path, external_data_dir=external_data_dir(path))
-        feeds = random_feeds(model.proto, symbolic_dim=2)
-        if feeds is None:
-            pytest.skip("inputs are not plain tensors")
-        reference = run(load_full(path), feeds)
-    except Exception as e:  # models onnxruntime cannot run as they are (broken on purpose, custom ops...)
-        pytest.skip(f"does not run as it is: {type(e).__name__}")
-    model.fold_constants()
-    out = model.save(tmp_path / "folded.onnx")
-    got = run(onnx.load(str(out)), feeds)
-    for g, r in zip(got, reference, strict=True):
-        np.testing.assert_allclose(g, r, rtol=1e-3, atol=1e-4)
 
 
 # -- basics --------------------------------------------------------------------------------------------------
