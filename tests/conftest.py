@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"  # third-party test models, see its README
 ONNX_DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
 
 
