@@ -35,7 +35,7 @@ WARM_MODULES = [
     "onnx_graphsurgeon",
     "onnxruntime",
     "graphsurgeon.cli",
-    "graphsurgeon.passes.promote_input",
+    "graphsurgeon.verbs.promote_input",
 ]
 
 # --- each tool's whole command -------------------------------------------------------------------------------

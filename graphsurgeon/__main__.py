@@ -1,5 +1,3 @@
-import sys
+from graphsurgeon.cli import entry
 
-from graphsurgeon.cli import main
-
-sys.exit(main())
+entry()

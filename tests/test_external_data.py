@@ -200,7 +200,7 @@ def test_models_over_the_protobuf_limit_get_their_inline_weights_moved_out(tmp_p
     """Saving a model too big for one protobuf moves its inline weights to external data by itself.
 
     The 2 GB limit is lowered to 80 MiB here, so the mechanism is shown without allocating gigabytes."""
-    from graphsurgeon import _io
+    from graphsurgeon.core import io as _io
 
     monkeypatch.setattr(_io, "PROTOBUF_LIMIT", 80 << 20)
     w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)

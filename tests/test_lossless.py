@@ -11,8 +11,8 @@ import pytest
 from onnx import helper
 
 import graphsurgeon as gs
-from graphsurgeon._external_data import external_ref, is_external
-from graphsurgeon._walk import model_tensors
+from graphsurgeon.core.external_data import external_ref, is_external
+from graphsurgeon.core.walk import model_tensors
 from tests.conftest import corpus_models, external_data_dir, model_id, outputs_match, run_ort
 
 MODELS = corpus_models()

@@ -118,7 +118,7 @@ def two_resizes(shared: bool) -> onnx.ModelProto:
 
 
 def test_several_matches_need_all():
-    with pytest.raises(gs.SelectorError, match="matches 2 nodes.*resize.*resize2.*--all"):
+    with pytest.raises(gs.SelectorError, match="matches 2 nodes.*resize.*resize2.*`all=True`"):
         gs.load(two_resizes(True).SerializeToString()).promote_input(node="Resize", attr="scales")
 
 

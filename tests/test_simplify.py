@@ -200,7 +200,7 @@ def test_cli_simplify(tmp_path: Path, capsys):
     out = tmp_path / "o.onnx"
     assert cli_main(["simplify", str(path), "-o", str(out), "--input-shape", "x:5,3,4"]) == 0
     printed = capsys.readouterr().out
-    assert "fixed input shapes x: [5, 3, 4]" in printed and "5 -> 1 nodes" in printed
+    assert "set input shape 'x': [5, 3, 4]" in printed and "5 -> 1 nodes" in printed
     assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["Reshape"]
     assert cli_main(["simplify", str(path), "-o", str(out), "--input-shape", "y:1"]) == 1
     assert "no input 'y'" in capsys.readouterr().err

@@ -1,136 +1,205 @@
-"""The `graphsurgeon` command: a thin layer over the editor, one verb per method of the same name."""
+"""The `graphsurgeon` command: one subcommand per declared verb, made from the declarations.
+
+Exit codes: 0 success; 1 a user error (bad file, bad selector, impossible edit), a failed --verify, an
+INVALID check, or models that differ (diff, compare); 2 a usage error; 3 an internal error (a bug);
+130 interrupted. A closed pipe (``graphsurgeon inspect m.onnx | head -1``) ends quietly with 0.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+from pathlib import Path
+from typing import Any
 
-from graphsurgeon.cli._options import LoadOptions, SaveOptions
+import shtab
+
+import graphsurgeon
+from graphsurgeon.cli._options import GROUPS, LoadOptions, SaveOptions, add_output_flags, add_verb_option, options_from
+from graphsurgeon.cli.render import Output
+from graphsurgeon.core.numeric import Runnable, compare_models, load_feeds
+from graphsurgeon.core.verb import Verb
 from graphsurgeon.errors import GraphSurgeonError
 from graphsurgeon.model import Model
+from graphsurgeon.summary import Summary
+from graphsurgeon.verbs import registry
+
+EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-@dataclass
-class Verb:
-    help: str
-    options: Callable[[argparse.ArgumentParser], None] = lambda parser: None
-    writes: bool = True
-    kwargs: list[str] = field(default_factory=list)
+class _Parser(argparse.ArgumentParser):
+    """Usage errors: the verb's usage line and one error line, exit 2."""
 
-
-def _promote_input_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--node", required=True, metavar="SEL", help="node name, op type, or a glob over either")
-    parser.add_argument(
-        "--attr", required=True, metavar="NAME", help="operand name in the op's schema (Resize: roi, scales, sizes)"
-    )
-    parser.add_argument("--name", metavar="INPUT_NAME", help="name of the new graph input (default: NAME)")
-    parser.add_argument("--keep-default", action="store_true", help="keep the old value as the input's default")
-    parser.add_argument("--all", action="store_true", help="promote the operand of every matching node")
-
-
-def _inspect_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def _size_limit_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--size-limit",
-        type=int,
-        default=1 << 20,
-        metavar="BYTES",
-        help="never materialise a new tensor above BYTES unless the inputs it frees are as big (default: 1 MiB)",
-    )
-
-
-def _fold_constants_options(parser: argparse.ArgumentParser) -> None:
-    _size_limit_option(parser)
-    parser.add_argument("--exclude", nargs="+", default=[], metavar="SEL", help="nodes never to fold (name, op, glob)")
-    parser.add_argument("--strict", action="store_true", help="fail if a node with constant inputs cannot be folded")
-    parser.add_argument("--fold-qdq", action="store_true", help="fold QuantizeLinear/DequantizeLinear too")
-
-
-def _simplify_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--input-shape",
-        nargs="+",
-        default=[],
-        metavar="NAME:DIMS",
-        help="fix an input's dims first, e.g. x:1,3,224,224",
-    )
-    _size_limit_option(parser)
-
-
-VERBS: dict[str, Verb] = {
-    "promote-input": Verb(
-        "turn a node's constant operand into a graph input",
-        _promote_input_options,
-        kwargs=["node", "attr", "name", "keep_default", "all"],
-    ),
-    "cleanup": Verb("remove nodes, initializers, value_info, functions and opset imports nothing uses"),
-    "toposort": Verb("sort nodes topologically (stable, linear, subgraph-aware)"),
-    "fold-constants": Verb(
-        "evaluate nodes whose inputs are all known (incl. static shape arithmetic); outputs become initializers",
-        _fold_constants_options,
-        kwargs=["size_limit", "exclude", "strict", "fold_qdq"],
-    ),
-    "simplify": Verb(
-        "shape inference, constant folding, dead code, no-op elimination and CSE, to a fixed point",
-        _simplify_options,
-        kwargs=["input_shape", "size_limit"],
-    ),
-    "inspect": Verb("summarize inputs, outputs, opsets, ops, weights, functions, subgraphs", _inspect_options, False),
-    "check": Verb("run onnx's full checker and load the model in onnxruntime", writes=False),
-}
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        usage = " ".join(self.format_usage().split())
+        self.exit(EXIT_USAGE, f"{usage}\n{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="graphsurgeon", description="Lossless ONNX graph surgery.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for name, verb in VERBS.items():
-        sub = verbs.add_parser(name, help=verb.help, description=verb.help)
+    parser = _Parser(prog="graphsurgeon", description="Lossless ONNX graph surgery.")
+    parser.add_argument("--version", action="version", version=f"graphsurgeon {graphsurgeon.__version__}")
+    shtab.add_argument_to(parser, ["--print-completion"], help="print a bash or zsh completion script")
+    add_output_flags(parser, top=True)
+    subcommands = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
+    for verb in registry().values():
+        sub = subcommands.add_parser(verb.name, help=verb.summary, description=verb.doc)
         LoadOptions.add(sub)
-        verb.options(sub)
-        if verb.writes:
-            SaveOptions.add(sub)
+        for option in verb.options:
+            add_verb_option(sub, option)
+        for group in verb.groups:
+            if group != "load":
+                GROUPS[group].add(sub)
+        add_output_flags(sub, top=False)
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    verb = VERBS[args.verb]
-    model: Model = LoadOptions.load(args)
-    method = getattr(model, args.verb.replace("-", "_"))
-    result = method(**{key: getattr(args, key) for key in verb.kwargs})
-    if args.verb == "inspect":
-        print(json.dumps(result.to_dict(), indent=2) if args.json else result)
-        return 0
-    if args.verb == "check":
+def _rescue_model(parser: argparse.ArgumentParser, args: argparse.Namespace, verb: Verb) -> None:
+    """MODEL swallowed by an option taking several values (``--input-shape x:1,3 m.onnx``): take it back."""
+    if args.model is not None:
+        return
+    candidates = [
+        o.name
+        for o in verb.options
+        if o.kind in ("list", "mapping")
+        and getattr(args, o.name)
+        and (str(getattr(args, o.name)[-1]).endswith(".onnx") or Path(str(getattr(args, o.name)[-1])).is_file())
+    ]
+    if len(candidates) == 1:
+        args.model = getattr(args, candidates[0]).pop()
+        return
+    _subparser(parser, verb.name).error(
+        "MODEL is missing (an option taking several values takes everything after it: put MODEL before such "
+        "options, or end their values with --)"
+    )
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name]  # type: ignore[no-any-return]
+
+
+def _verify(model: Model, args: argparse.Namespace, original: Runnable, target: Path) -> Any:
+    result = Runnable(target, model.external_data_dir, "the result")
+    return compare_models(
+        original,
+        result,
+        feeds=load_feeds(args.feeds) if args.feeds else None,
+        runs=args.verify_runs,
+        rtol=args.rtol,
+        atol=args.atol,
+        result_defaults=model.interface_defaults,
+    )
+
+
+def _run_writing(verb: Verb, model: Model, args: argparse.Namespace, out: Output, started: float) -> int:
+    summary = Summary.start(verb.name, model)
+    original = None
+    if args.verify:  # the original as it is on disk now (in place, the graph file is about to be replaced)
+        source = model.path.read_bytes() if args.in_place and model.path is not None else model.path
+        original = Runnable(
+            source if source is not None else model.proto.SerializeToString(), model.external_data_dir, "the original"
+        )
+    model.run_verb(verb.name, **options_from(args, verb))
+    with model.progress.task("writing the model"):
+        target = SaveOptions.save(model, args, verb.name)
+    summary.finish(model, target, time.perf_counter() - started)
+    report = _verify(model, args, original, target) if original is not None else None
+    failed = report is not None and report.status == "different"
+    out.changes(list(model.changes))
+    out.summary(summary)
+    if report is not None:
+        out.verify(report)
+    if out.as_json:
+        out.document(
+            {
+                "verb": verb.name,
+                "input": args.model,
+                "output": str(target),
+                "changes": [c.to_dict() for c in model.changes],
+                "summary": summary.to_dict(),
+                "verify": report.to_dict() if report is not None else None,
+                "exit_code": EXIT_USER if failed else EXIT_OK,
+            }
+        )
+    elif failed:
+        out.error(f"error: verify failed: the result differs from the original; kept as {target} (failing)")
+    else:
+        out.line(f"wrote {target}")
+    return EXIT_USER if failed else EXIT_OK
+
+
+def _run_report(verb: Verb, model: Model, args: argparse.Namespace, out: Output) -> int:
+    result = model.run_verb(verb.name, **options_from(args, verb))
+    code = int(getattr(result, "exit_code", EXIT_OK))
+    if out.as_json:
+        out.document({"verb": verb.name, "input": args.model, "result": result.to_dict(), "exit_code": code})
+    elif not out.quiet or code:
         print(result)
-        return 0 if result.ok else 1
-    for change in model.changes:
-        print(change)
-    print(f"wrote {SaveOptions.save(model, args, args.verb)}")
-    return 0
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    verb = registry()[args.verb]
+    out = Output(quiet=args.quiet, verbose=args.verbose, as_json=args.json)
+    started = time.perf_counter()
+    model = LoadOptions.load(args)
+    model.progress = out.progress()
+    if verb.writes:
+        return _run_writing(verb, model, args, out, started)
+    return _run_report(verb, model, args, out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.model is None:
+            _rescue_model(parser, args, registry()[args.verb])
+    except SystemExit as e:  # --help, --version, usage errors
+        return int(e.code or 0) if isinstance(e.code, int) or e.code is None else EXIT_USAGE
     try:
         return run(args)
     except GraphSurgeonError as e:
         if args.debug:
             raise
-        print(f"graphsurgeon: error: {e}", file=sys.stderr)
-        return 1
+        print(f"graphsurgeon: error: {_as_flags(' '.join(str(e).split()))}", file=sys.stderr)
+        return EXIT_USER
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_OK
     except Exception as e:  # a bug in graphsurgeon, not a user error: still one line unless --debug
         if args.debug:
             raise
         print(
             f"graphsurgeon: internal error: {type(e).__name__}: {e} (rerun with --debug for details)", file=sys.stderr
         )
-        return 2
+        return EXIT_INTERNAL
+
+
+def _as_flags(message: str) -> str:
+    """Library messages name options as `name` or `name=True`; on the command line they are flags."""
+    return re.sub(r"`(\w+)(?:=True)?`", lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
+def _silence_stdout() -> None:
+    """After the reader went away, Python's final flush of stdout must not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def entry() -> None:
+    """The console script: exit with main's code."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    sys.exit(code)

@@ -1,11 +1,71 @@
-"""Option groups shared by every verb, so all of them load and save models the same way."""
+"""Option groups shared by every verb (load, save, verify, json, output), and a verb's own options as flags.
+
+A verb subscribes to groups by its declaration (``Verb.groups``); each group is written once here.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+from typing import Any
 
+import shtab
+
+from graphsurgeon.core.numeric import ATOL, RTOL, RUNS
+from graphsurgeon.core.units import parse_size
+from graphsurgeon.core.verb import Option, Verb
+from graphsurgeon.errors import GraphSurgeonError, SaveError
 from graphsurgeon.model import Model, load
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text, what="size")
+    except GraphSurgeonError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("size: ")) from None
+
+
+def add_output_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """-q / -v / --debug, accepted before or after the verb (a subcommand's own copy does not reset them)."""
+    default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
+    group = parser.add_argument_group("output")
+    group.add_argument("-q", "--quiet", action="store_true", default=default(False), help="print only errors")
+    group.add_argument("-v", "--verbose", action="store_true", default=default(False), help="list every change")
+    group.add_argument("--debug", action="store_true", default=default(False), help="show tracebacks")
+
+
+def add_verb_option(parser: argparse.ArgumentParser | Any, option: Option) -> None:
+    """One declared option as a flag (or a positional), typed and with its help, from the declaration."""
+    help_text = option.opt.help
+    if option.opt.positional:
+        action = parser.add_argument(option.name, metavar=option.opt.metavar or option.name.upper(), help=help_text)
+        action.complete = shtab.FILE  # type: ignore[attr-defined]
+        return
+    kwargs: dict[str, Any] = {"dest": option.name, "help": help_text}
+    kind = option.kind
+    if kind == "flag":
+        kwargs["action"] = "store_true"
+    else:
+        kwargs["metavar"] = option.opt.metavar or option.name.upper()
+        kwargs["type"] = _size if option.opt.size else option.scalar_type
+        if option.opt.choices:
+            kwargs["choices"] = option.opt.choices
+        if kind in ("list", "mapping"):
+            kwargs["nargs"] = "+"
+            kwargs["action"] = "extend"
+            kwargs["type"] = str
+        if option.required:
+            kwargs["required"] = True
+        elif option.default not in (None, [], {}, ()) and not isinstance(option.default, bool):
+            kwargs["help"] = f"{help_text} (default: {option.default})"
+    kwargs.setdefault("default", None)
+    parser.add_argument(option.flag, **kwargs)
+
+
+def options_from(args: argparse.Namespace, verb: Verb) -> dict[str, Any]:
+    """The verb's keyword options from parsed args (absent ones left to the declaration's defaults)."""
+    return {o.name: getattr(args, o.name) for o in verb.options if getattr(args, o.name, None) is not None}
 
 
 class LoadOptions:
@@ -13,7 +73,8 @@ class LoadOptions:
 
     @staticmethod
     def add(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("model", metavar="MODEL", help="the ONNX model file")
+        action = parser.add_argument("model", metavar="MODEL", nargs="?", help="the ONNX model file")
+        action.complete = shtab.FILE  # type: ignore[attr-defined]
         group = parser.add_argument_group("loading")
         group.add_argument(
             "--external-data-dir",
@@ -24,6 +85,12 @@ class LoadOptions:
     @staticmethod
     def load(args: argparse.Namespace) -> Model:
         return load(args.model, external_data_dir=args.external_data_dir)
+
+
+class JsonOptions:
+    @staticmethod
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--json", action="store_true", help="print one machine-readable JSON document")
 
 
 class SaveOptions:
@@ -43,10 +110,10 @@ class SaveOptions:
         )
         group.add_argument(
             "--external-data-threshold",
-            metavar="BYTES",
-            type=int,
+            metavar="SIZE",
+            type=_size,
             default=1024,
-            help="smallest initializer moved by --external-data (default: %(default)s)",
+            help="smallest initializer moved by --external-data (default: 1KiB; units accepted)",
         )
 
     @staticmethod
@@ -56,10 +123,34 @@ class SaveOptions:
 
     @classmethod
     def save(cls, model: Model, args: argparse.Namespace, verb: str) -> Path:
-        output = None if args.in_place else (args.output or cls.default_output(args.model, verb))
+        output = None if args.in_place else Path(args.output or cls.default_output(args.model, verb))
+        if output is not None and output.exists() and os.path.samefile(output, args.model):
+            raise SaveError(f"{output} is the input model; pass --in-place to overwrite it")
         return model.save(
             output,
             in_place=args.in_place,
             external_data=args.external_data,
             external_data_threshold=args.external_data_threshold,
         )
+
+
+class VerifyOptions:
+    """--verify: after saving, run the original and the result in onnxruntime and compare every output."""
+
+    @staticmethod
+    def add(parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("verifying (onnxruntime, original vs result, weights read from disk)")
+        group.add_argument("--verify", action="store_true", help="compare the result's outputs with the original's")
+        group.add_argument(
+            "--verify-runs", type=int, default=RUNS, metavar="N", help=f"input sets to run (default: {RUNS})"
+        )
+        group.add_argument("--feeds", metavar="FILE.npz", help="inputs to use (the rest are random but sane)")
+        group.add_argument(
+            "--rtol", type=float, default=RTOL, metavar="R", help=f"relative tolerance (default: {RTOL:g})"
+        )
+        group.add_argument(
+            "--atol", type=float, default=ATOL, metavar="A", help=f"absolute tolerance (default: {ATOL:g})"
+        )
+
+
+GROUPS = {"load": LoadOptions, "json": JsonOptions, "save": SaveOptions, "verify": VerifyOptions}

@@ -11,13 +11,15 @@ node stays. Each pass is one walk over the nodes in topological order.
 from __future__ import annotations
 
 import numpy as np
-from onnx import AttributeProto, NodeProto, TensorProto, helper
+from onnx import AttributeProto, NodeProto, TensorProto
 
-from graphsurgeon._external_data import declared_nbytes, is_external
-from graphsurgeon._index import Scope
-from graphsurgeon.model import Model
-from graphsurgeon.passes._fold_shapes import Partial, ShapeInfo, _attr, ordered_nodes
-from graphsurgeon.passes.fold_constants import RANDOM_OPS, _is_constant_node
+from graphsurgeon.core.constants import constant_tensor, is_constant_node
+from graphsurgeon.core.editor import Editor
+from graphsurgeon.core.external_data import declared_nbytes, is_external
+from graphsurgeon.core.index import Scope
+from graphsurgeon.core.order import ordered_nodes
+from graphsurgeon.verbs.fold.plan import RANDOM_OPS
+from graphsurgeon.verbs.fold.shapes import Partial, ShapeInfo, _attr
 
 _STANDARD = ("", "ai.onnx")
 
@@ -41,38 +43,8 @@ class Aliases:
         return name
 
 
-def apply_aliases(scope: Scope, aliases: Aliases) -> None:
-    """Rewire every read of an alias in `scope` and in the subgraphs below it that read it from outside."""
-    if not aliases.map:
-        return
-    for node in scope.nodes:
-        for i, name in enumerate(node.input):
-            if name in aliases.map:
-                node.input[i] = aliases.resolve(name)
-    stack = [
-        child
-        for node in scope.nodes
-        for child in scope.children.get(id(node), ())
-        if not child.free_names.isdisjoint(aliases.map)
-    ]
-    while stack:
-        child = stack.pop()
-        local = {n for n in aliases.map if child.defines(n)}
-        for node in child.nodes:
-            for i, name in enumerate(node.input):
-                if name in aliases.map and name not in local:
-                    node.input[i] = aliases.resolve(name)
-        for vi in child.container.output:
-            if vi.name in aliases.map and vi.name not in local:
-                vi.name = aliases.resolve(vi.name)
-        for node in child.nodes:
-            for grandchild in child.children.get(id(node), ()):
-                if not grandchild.free_names.isdisjoint(aliases.map):
-                    stack.append(grandchild)
-
-
 # -- constants -------------------------------------------------------------------------------------------
-def small_constant(model: Model, scope: Scope, name: str, limit: int = 4096) -> np.ndarray | None:
+def small_constant(model: Editor, scope: Scope, name: str, limit: int = 4096) -> np.ndarray | None:
     """The value of a small constant (initializer not overridable by an input, or Constant node)."""
     if not name:
         return None
@@ -82,11 +54,9 @@ def small_constant(model: Model, scope: Scope, name: str, limit: int = 4096) -> 
     tensor = home.initializers.get(name)
     if tensor is None:
         producer = home.producer.get(name)
-        if producer is None or not _is_constant_node(producer):
+        if producer is None or not is_constant_node(producer):
             return None
-        from graphsurgeon.passes.fold_constants import _constant_tensor
-
-        tensor = _constant_tensor(producer, name)
+        tensor = constant_tensor(producer, name)
     if tensor is None or is_external(tensor) or tensor.data_type == TensorProto.STRING:
         return None
     size = declared_nbytes(tensor)
@@ -100,7 +70,7 @@ def small_constant(model: Model, scope: Scope, name: str, limit: int = 4096) -> 
         return None
 
 
-def _target(model: Model, shapes: ShapeInfo, scope: Scope, name: str) -> list | None:
+def _target(model: Editor, shapes: ShapeInfo, scope: Scope, name: str) -> list | None:
     """A 1-D int shape operand as a list of ints/symbols, from a constant or a partial value."""
     value = small_constant(model, scope, name)
     if value is not None:
@@ -118,7 +88,7 @@ def _same(a, b) -> bool:
 
 
 # -- no-op detection -------------------------------------------------------------------------------------
-def passthrough(model: Model, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:  # noqa: C901
+def passthrough(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:  # noqa: C901
     """The index of the input a node passes through unchanged, or None if it is not a no-op."""
     if node.domain not in _STANDARD or not node.input or not node.input[0] or not node.output:
         return None
@@ -264,7 +234,7 @@ def _interface_names(scope: Scope) -> set[str]:
     return set(scope.inputs) | set(scope.outputs) | set(scope.initializers)
 
 
-def eliminate_noops(model: Model, shapes: ShapeInfo) -> int:
+def eliminate_noops(model: Editor, shapes: ShapeInfo) -> int:
     """Remove Identity, Dropout in inference, Cast/Reshape/Expand/Transpose/... that change nothing."""
     index = model.index
     removed = 0
@@ -287,21 +257,16 @@ def eliminate_noops(model: Model, shapes: ShapeInfo) -> int:
                 producer = scope.producer.get(source)
                 if producer is None or source in _interface_names(scope) or source in renamed:
                     continue
-                for i, o in enumerate(producer.output):
-                    if o == source:
-                        producer.output[i] = out
-                scope.producer[out] = producer
+                scope.rename_definition(source, out)
                 aliases.add(source, out)
                 renamed.add(out)
             else:
                 aliases.add(out, source)
             dead.append(node)
         if dead:
-            apply_aliases(scope, aliases)
-            scope.remove_nodes(dead)
+            model.replace_uses(aliases.map, scope=scope)
+            model.remove_nodes(dead, scope=scope)
             removed += len(dead)
-    if removed:
-        model.invalidate()
     return removed
 
 
@@ -318,7 +283,7 @@ def _node_key(node: NodeProto, aliases: Aliases) -> tuple | None:
     return (node.domain, node.op_type, tuple(aliases.resolve(i) for i in node.input), tuple(attrs), len(node.output))
 
 
-def eliminate_common_subexpressions(model: Model) -> int:
+def eliminate_common_subexpressions(model: Editor) -> int:
     """Merge nodes computing the same op on the same inputs, and identical small initializers."""
     index = model.index
     merged = 0
@@ -361,12 +326,10 @@ def eliminate_common_subexpressions(model: Model) -> int:
                     aliases.add(o, f)
             dead.append(node)
         if aliases.map:
-            apply_aliases(scope, aliases)
+            model.replace_uses(aliases.map, scope=scope)
         if dead:
-            scope.remove_nodes(dead)
+            model.remove_nodes(dead, scope=scope)
             merged += len(dead)
-    if merged:
-        model.invalidate()
     return merged
 
 
@@ -375,7 +338,7 @@ _LAYOUT = ("Transpose", "Unsqueeze", "Squeeze")
 _PURE_RESHAPES = ("Reshape", "Unsqueeze", "Squeeze", "Flatten")
 
 
-def _axes(model: Model, scope: Scope, node: NodeProto) -> list[int] | None:
+def _axes(model: Editor, scope: Scope, node: NodeProto) -> list[int] | None:
     if len(node.input) > 1 and node.input[1]:
         value = small_constant(model, scope, node.input[1])
         return None if value is None else [int(v) for v in value.reshape(-1)]
@@ -383,7 +346,7 @@ def _axes(model: Model, scope: Scope, node: NodeProto) -> list[int] | None:
     return None if value is None else list(value)
 
 
-def _track(model: Model, scope: Scope, node: NodeProto, ids: list) -> list | None:
+def _track(model: Editor, scope: Scope, node: NodeProto, ids: list) -> list | None:
     """Dim identities after one layout op: original dims keep theirs, inserted unit dims get None."""
     op = node.op_type
     if op == "Transpose":
@@ -407,7 +370,7 @@ def _track(model: Model, scope: Scope, node: NodeProto, ids: list) -> list | Non
     return [d for i, d in enumerate(ids) if i not in drop]
 
 
-def fuse_layout_chains(model: Model, shapes: ShapeInfo) -> int:
+def fuse_layout_chains(model: Editor, shapes: ShapeInfo) -> int:
     """Chains that only permute dims become one Transpose (or nothing); Reshape after a reshape reads the source.
 
     Unsqueeze -> Transpose -> Squeeze that moves a unit dim in and out (as exporters write a q/k/v split),
@@ -441,7 +404,7 @@ def fuse_layout_chains(model: Model, shapes: ShapeInfo) -> int:
                     and sole_reader(node.input[0]) is node
                     and id(source) not in gone
                 ):
-                    node.input[0] = source.input[0]
+                    model.set_node_input(node, 0, source.input[0])
                     dead.append(source)
                     gone.add(id(source))
                     changed += 1
@@ -480,23 +443,19 @@ def fuse_layout_chains(model: Model, shapes: ShapeInfo) -> int:
                 dead.append(link)
                 gone.add(id(link))
             last = chain[-1]
-            del last.input[:]
-            last.input.append(source)
-            last.op_type = "Transpose"
-            del last.attribute[:]
-            last.attribute.append(helper.make_attribute("perm", [int(i) for i in ids]))
+            model.set_node_inputs(last, [source])
+            model.set_op(last, "Transpose")
+            model.replace_attributes(last, {"perm": [int(i) for i in ids]})
             changed += len(chain) - 1
         if dead:
-            scope.remove_nodes(dead)
-    if changed:
-        model.invalidate()
+            model.remove_nodes(dead, scope=scope)
     return changed
 
 
-def merge_equal_shape_values(model: Model, shapes: ShapeInfo) -> int:
+def merge_equal_shape_values(model: Editor, shapes: ShapeInfo) -> int:
     """Value numbering for shape arithmetic: nodes whose partial values are provably equal (same ints, same
     symbols) compute the same tensor, so later ones read the first one instead (the rest dies in cleanup)."""
-    from graphsurgeon.passes._fold_shapes import Sym
+    from graphsurgeon.verbs.fold.shapes import Sym
 
     index = model.index
     merged = 0
@@ -518,18 +477,16 @@ def merge_equal_shape_values(model: Model, shapes: ShapeInfo) -> int:
                 aliases.add(node.output[0], first)
                 dead.append(node)
         if dead:
-            apply_aliases(scope, aliases)
-            scope.remove_nodes(dead)
+            model.replace_uses(aliases.map, scope=scope)
+            model.remove_nodes(dead, scope=scope)
             merged += len(dead)
-    if merged:
-        model.invalidate()
     return merged
 
 
 _GEMM_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 
 
-def fuse_matmul_add(model: Model, shapes: ShapeInfo) -> int:
+def fuse_matmul_add(model: Editor, shapes: ShapeInfo) -> int:
     """MatMul(A, B) + C -> Gemm(A, B, C) when A and B are matrices and C broadcasts onto the product.
 
     Only where the product feeds nothing but that Add, C never enlarges it, and the types are Gemm's floats.
@@ -566,14 +523,11 @@ def fuse_matmul_add(model: Model, shapes: ShapeInfo) -> int:
                 if not all(c == 1 or _same(c, o) for c, o in aligned):
                     continue
                 gemm_inputs = [a, b, bias]
-                del node.input[:]
-                node.input.extend(gemm_inputs)
-                node.op_type = "Gemm"
+                model.set_node_inputs(node, gemm_inputs)
+                model.set_op(node, "Gemm")
                 dead.append(matmul)
                 fused += 1
                 break
         if dead:
-            scope.remove_nodes(dead)
-    if fused:
-        model.invalidate()
+            model.remove_nodes(dead, scope=scope)
     return fused

@@ -6,7 +6,7 @@ import fnmatch
 
 from onnx import NodeProto
 
-from graphsurgeon._index import ModelIndex, Scope
+from graphsurgeon.core.index import ModelIndex, Scope
 from graphsurgeon.errors import SelectorError
 
 _GLOB_CHARS = set("*?[")
@@ -44,5 +44,5 @@ def require_one(matches: list[tuple[Scope, NodeProto]], selector: str) -> tuple[
     listed = "; ".join(describe(s, n) for s, n in matches[:10]) + ("; ..." if len(matches) > 10 else "")
     raise SelectorError(
         f"node selector {selector!r} matches {len(matches)} nodes: {listed}. "
-        "Select one by its name, or pass --all (all=True) to apply to every match"
+        "Select one by its name, or pass `all=True` to apply to every match"
     )

@@ -2,16 +2,17 @@
 
 Liveness flows back from the graph outputs (and, inside a live node's subgraphs, from the subgraph outputs),
 across scope boundaries: a subgraph reading an outer-scope value keeps that value's producer alive.
-Graph inputs are the model's interface and are never removed. One linear pass, then one rebuild.
+Graph inputs are the model's interface and are never removed. One linear pass.
 """
 
 from __future__ import annotations
 
 from onnx import ModelProto
 
-from graphsurgeon._index import ModelIndex, Scope
-from graphsurgeon._walk import graphs_under, model_graphs
-from graphsurgeon.model import Model
+from graphsurgeon.core.editor import Editor
+from graphsurgeon.core.index import ModelIndex, Scope
+from graphsurgeon.core.verb import verb
+from graphsurgeon.core.walk import graphs_under, model_graphs
 
 
 def _function_key(domain: str, name: str, overload: str = "") -> tuple[str, str, str]:
@@ -71,53 +72,59 @@ class _Liveness:
                 self.need_outputs(functions[key])
 
 
-def cleanup(model: Model) -> None:
-    index = model.index
+@verb(writes=True, preserves_meaning=True)
+def cleanup(ctx: Editor) -> None:
+    """Remove nodes, initializers, value_info, functions and opset imports that nothing uses.
+
+    Liveness flows back from the graph outputs at every depth, honouring outer-scope reads of If/Loop/Scan
+    bodies; graph inputs stay.
+    """
+    index = ctx.index
     index.check_references()
-    proto = model.proto
+    proto = ctx.proto
+    mark = len(ctx.changes)
     live = _Liveness(index)
     live.need_outputs(index.main)
     for name in _training_reads(proto):
         live.need(index.main, name)
     live.run()
 
-    removed_nodes = removed_initializers = removed_value_info = 0
-    for scope in index.scopes:
+    for scope in list(index.scopes):
         if scope.is_function:
             key = _function_key(scope.container.domain, scope.container.name, getattr(scope.container, "overload", ""))
             if key not in live.used_functions:
                 continue
         if not _scope_is_live(scope, live):
             continue
-        dead = [node for node in scope.nodes if id(node) not in live.live_nodes]
-        removed_nodes += len(dead)
-        scope.remove_nodes(dead)
+        ctx.remove_nodes([node for node in scope.nodes if id(node) not in live.live_nodes], scope=scope)
         if scope.is_function:
             continue
         unused = {
             name for name in scope.initializers if (id(scope), name) not in live.used_names and name not in scope.inputs
         }
-        removed_initializers += len(unused)
-        scope.remove_initializers(unused)
-        removed_initializers += _remove_sparse(scope, live)
-        removed_value_info += _remove_stale_value_info(scope)
-
-    removed_functions = _remove_functions(proto, live.used_functions)
-    removed_domains = _remove_opset_imports(proto)
-    model.invalidate()
-    parts = [
-        f"{count} {what}"
-        for count, what in (
-            (removed_nodes, "node(s)"),
-            (removed_initializers, "initializer(s)"),
-            (removed_value_info, "value_info entr(y/ies)"),
-            (removed_functions, "function(s)"),
+        ctx.remove_initializers(unused, scope=scope)
+        ctx.remove_sparse_initializers(
+            {
+                name
+                for name in scope.sparse_initializers
+                if (id(scope), name) not in live.used_names and name not in scope.inputs
+            },
+            scope=scope,
         )
-        if count
-    ]
-    if removed_domains:
-        parts.append("opset import(s) " + ", ".join(removed_domains))
-    model.note("cleanup: removed " + ", ".join(parts) if parts else "cleanup: nothing unused, nothing removed")
+        ctx.remove_value_info(
+            {vi.name for vi in scope.container.value_info if scope.resolve(vi.name) is None}, scope=scope
+        )
+
+    ctx.remove_functions(
+        {
+            _function_key(f.domain, f.name, getattr(f, "overload", ""))
+            for f in proto.functions
+            if _function_key(f.domain, f.name, getattr(f, "overload", "")) not in live.used_functions
+        }
+    )
+    ctx.remove_opset_imports(_unused_domains(proto))
+    if len(ctx.changes) == mark:
+        ctx.note("nothing unused: every node, initializer, value_info and function feeds a graph output")
 
 
 def _scope_is_live(scope: Scope, live: _Liveness) -> bool:
@@ -129,51 +136,11 @@ def _scope_is_live(scope: Scope, live: _Liveness) -> bool:
     return True
 
 
-def _remove_sparse(scope: Scope, live: _Liveness) -> int:
-    graph = scope.container
-    unused = {
-        name
-        for name in scope.sparse_initializers
-        if (id(scope), name) not in live.used_names and name not in scope.inputs
-    }
-    if unused:
-        kept = len(graph.sparse_initializer) - len(unused)
-        graph.sparse_initializer.sort(key=lambda s: s.values.name in unused)
-        del graph.sparse_initializer[kept:]
-    return len(unused)
-
-
-def _remove_stale_value_info(scope: Scope) -> int:
-    """value_info describing a tensor that no longer exists in its scope."""
-    graph = scope.container
-    stale = {vi.name for vi in graph.value_info if scope.resolve(vi.name) is None}
-    if stale:
-        kept = sum(1 for vi in graph.value_info if vi.name not in stale)
-        graph.value_info.sort(key=lambda vi: vi.name in stale)
-        del graph.value_info[kept:]
-    return len(stale)
-
-
-def _remove_functions(model: ModelProto, used: set[tuple[str, str, str]]) -> int:
-    def unused(f) -> bool:
-        return _function_key(f.domain, f.name, getattr(f, "overload", "")) not in used
-
-    count = sum(1 for f in model.functions if unused(f))
-    if count:
-        model.functions.sort(key=unused)
-        del model.functions[len(model.functions) - count :]
-    return count
-
-
-def _remove_opset_imports(model: ModelProto) -> list[str]:
+def _unused_domains(model: ModelProto) -> set[str]:
     """Domains no remaining node uses (the default ONNX domain always stays)."""
     used = {"", "ai.onnx"}
     for graph in model_graphs(model):
         used.update(node.domain for node in graph.node)
     for function in model.functions:
         used.update(node.domain for node in function.node)
-    dropped = [o.domain for o in model.opset_import if o.domain not in used]
-    if dropped:
-        model.opset_import.sort(key=lambda o: o.domain not in used)
-        del model.opset_import[len(model.opset_import) - len(dropped) :]
-    return dropped
+    return {o.domain for o in model.opset_import if o.domain not in used}

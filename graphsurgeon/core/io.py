@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.message import DecodeError
 from onnx import ModelProto, TensorProto, numpy_helper
 
-from graphsurgeon._external_data import copy_file, declared_nbytes, is_external, validate_external_data
-from graphsurgeon._walk import model_graphs, model_tensors
+from graphsurgeon.core.external_data import copy_file, declared_nbytes, is_external, validate_external_data
+from graphsurgeon.core.walk import model_graphs, model_tensors
 from graphsurgeon.errors import ModelLoadError, SaveError
 
 PROTOBUF_LIMIT = 2**31 - 1
+
+
+def remove_where(repeated, dead: Callable[[Any], bool]) -> int:
+    """Remove the items of a protobuf repeated field for which `dead` is true, in one pass; returns how many.
+
+    Stable for the kept items (a sort on a boolean key is stable), and the kept messages stay the same objects.
+    """
+    count = sum(1 for item in repeated if dead(item))
+    if count:
+        repeated.sort(key=lambda item: bool(dead(item)))
+        del repeated[len(repeated) - count :]
+    return count
 
 
 def parse_model(data: bytes, what: str) -> ModelProto:
@@ -57,7 +71,7 @@ def read_model_file(path: Path) -> ModelProto:
     return parse_model(data, str(path))
 
 
-def _unused_location(model: ModelProto, wanted: str) -> str:
+def unused_location(model: ModelProto, wanted: str) -> str:
     used = {
         entry.value
         for t in model_tensors(model)
@@ -79,7 +93,7 @@ def externalize(model: ModelProto, data_dir: Path, location: str, threshold: int
     Existing data files are never touched: if `location` is already used, a fresh name is picked.
     Returns the files written.
     """
-    location = _unused_location(model, location)
+    location = unused_location(model, location)
     path = data_dir / location
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     moved = 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 import onnx
 from onnx import ModelProto, NodeProto, TypeProto, ValueInfoProto
 
-from graphsurgeon._external_data import declared_nbytes, is_external
-from graphsurgeon._index import ModelIndex, Scope
-from graphsurgeon._walk import model_graphs
-from graphsurgeon.model import Model
+from graphsurgeon.core.editor import Editor
+from graphsurgeon.core.external_data import declared_nbytes, is_external
+from graphsurgeon.core.index import ModelIndex, Scope
+from graphsurgeon.core.walk import model_graphs
 
 _INLINE_LIMIT = 4096  # initializers above this are given to shape inference as typed inputs, not values
 
@@ -119,7 +119,7 @@ def _relax(value_info: ValueInfoProto, inferred: TypeProto | None) -> bool:
     return changed
 
 
-def make_downstream_dims_symbolic(model: Model, changed: list[tuple[Scope, NodeProto]]) -> list[str]:
+def make_downstream_dims_symbolic(model: Editor, changed: list[tuple[Scope, NodeProto]]) -> list[str]:
     """After `changed` nodes got new operands, relax recorded shapes downstream of them.
 
     A static dim stays only where onnx's shape inference still derives that same value; otherwise it

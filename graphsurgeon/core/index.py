@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from onnx import FunctionProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto
+from onnx import FunctionProto, GraphProto, ModelProto, NodeProto, SparseTensorProto, TensorProto, ValueInfoProto
 
-from graphsurgeon._walk import node_subgraphs
+from graphsurgeon.core.io import remove_where
+from graphsurgeon.core.walk import node_subgraphs
 from graphsurgeon.errors import GraphStructureError
 
 
@@ -24,6 +25,7 @@ class Scope:
     """
 
     def __init__(self, container: GraphProto | FunctionProto, parent: Scope | None, owner: NodeProto | None):
+        self.model_index: ModelIndex | None = None  # set by the ModelIndex that holds this scope
         self.container = container
         self.parent = parent
         self.owner = owner
@@ -34,7 +36,7 @@ class Scope:
         self.children: dict[int, list[Scope]] = {}
         self.duplicates: list[str] = []
         self.initializers: dict[str, TensorProto] = {}
-        self.sparse_initializers: dict[str, object] = {}
+        self.sparse_initializers: dict[str, SparseTensorProto] = {}
         self.value_info: dict[str, ValueInfoProto] = {}
         self.inputs: dict[str, ValueInfoProto | None] = {}
         self.outputs: dict[str, ValueInfoProto | None] = {}
@@ -64,6 +66,11 @@ class Scope:
         if self.owner is None:
             return f"graph {self.container.name!r}"
         return f"subgraph {self.container.name!r} of node {self.owner.name!r} ({self.owner.op_type})"
+
+    @property
+    def display_name(self) -> str:
+        """ "main graph" for the main graph, else :attr:`name`."""
+        return "main graph" if self.parent is None and not self.is_function else self.name
 
     def defines(self, name: str) -> bool:
         return (
@@ -133,10 +140,7 @@ class Scope:
         """Drop the named initializers in one pass over the repeated field."""
         if not names:
             return
-        graph = self.container
-        kept = sum(1 for t in graph.initializer if t.name not in names)
-        graph.initializer.sort(key=lambda t: t.name in names)
-        del graph.initializer[kept:]
+        remove_where(self.container.initializer, lambda t: t.name in names)
         for name in names:
             self.initializers.pop(name, None)
 
@@ -145,6 +149,7 @@ class Scope:
         if not nodes:
             return
         dead = {id(n) for n in nodes}
+        released: set[str] = set()
         for node in nodes:
             for name in node.output:
                 if self.producer.get(name) is node:
@@ -152,10 +157,15 @@ class Scope:
             for name in set(node.input):
                 if name in self.consumers:
                     self.consumers[name] = [n for n in self.consumers[name] if n is not node]
-            self.children.pop(id(node), None)
-        kept = len(self.container.node) - len(nodes)
-        self.container.node.sort(key=lambda n: id(n) in dead)
-        del self.container.node[kept:]
+                    released.add(name)
+            for child in self.children.pop(id(node), ()):
+                for name in child.free_names:
+                    readers = self.implicit_consumers.get(name, [])
+                    readers[:] = [n for n in readers if n is not node]
+                    released.add(name)
+        remove_where(self.container.node, lambda n: id(n) in dead)
+        for name in released:
+            self._release(name)
 
     def add_input(self, value_info: ValueInfoProto) -> ValueInfoProto:
         added = self.container.input.add()
@@ -168,6 +178,102 @@ class Scope:
         added.CopyFrom(tensor)
         self.initializers[added.name] = added
         return added
+
+    def add_output(self, value_info: ValueInfoProto) -> ValueInfoProto:
+        added = self.container.output.add()
+        added.CopyFrom(value_info)
+        self.outputs[added.name] = added
+        self._acquire(added.name)
+        return added
+
+    def remove_output(self, name: str) -> None:
+        remove_where(self.container.output, lambda vi: vi.name == name)
+        self.outputs.pop(name, None)
+        self._release(name)
+
+    def remove_input(self, name: str) -> None:
+        remove_where(self.container.input, lambda vi: vi.name == name)
+        self.inputs.pop(name, None)
+
+    def remove_value_info(self, names: set[str]) -> int:
+        if self.is_function or not names:
+            return 0
+        removed = remove_where(self.container.value_info, lambda vi: vi.name in names)
+        for name in names:
+            self.value_info.pop(name, None)
+        return removed
+
+    def implicit_consumers_of(self, names) -> list[NodeProto]:
+        """Nodes whose subgraphs read any of `names` from this scope or above (each once)."""
+        owners: dict[int, NodeProto] = {}
+        for name in names:
+            for node in self.implicit_consumers.get(name, ()):
+                owners[id(node)] = node
+        return list(owners.values())
+
+    def rename_output(self, old: str, new: str) -> None:
+        """A subgraph output that named an outer value now names `new` (the outer value was renamed)."""
+        for vi in self.container.output:
+            if vi.name == old:
+                vi.name = new
+        if old in self.outputs:
+            self.outputs[new] = self.outputs.pop(old)
+        self._release(old)
+        self._acquire(new)
+
+    def rename_definition(self, old: str, new: str) -> None:
+        """Rename where `old` is defined or declared in this scope (not its readers)."""
+        producer = self.producer.pop(old, None)
+        if producer is not None:
+            for i, out in enumerate(producer.output):
+                if out == old:
+                    producer.output[i] = new
+            self.producer[new] = producer
+        if old in self.inputs:
+            self.inputs = {(new if k == old else k): v for k, v in self.inputs.items()}
+        for table in (self.initializers, self.sparse_initializers):
+            if old in table:
+                table[new] = table.pop(old)  # type: ignore[assignment]
+        if self.is_function:
+            for repeated in (self.container.input, self.container.output):
+                for i, n in enumerate(repeated):
+                    if n == old:
+                        repeated[i] = new
+            self.outputs = {(new if k == old else k): v for k, v in self.outputs.items()}
+            return
+        graph = self.container
+        for vi in graph.input:
+            if vi.name == old:
+                vi.name = new
+        if old in self.value_info and new not in self.value_info:
+            self.value_info[old].name = new
+        for tensor in graph.initializer:
+            if tensor.name == old:
+                tensor.name = new
+        for sparse in graph.sparse_initializer:
+            if sparse.values.name == old:
+                sparse.values.name = new
+        if old in self.value_info:
+            if new in self.value_info:  # the new name is already described (a dangling graph output's entry)
+                self.remove_value_info({old})
+            else:
+                self.value_info[new] = self.value_info.pop(old)
+        if old in self.outputs:
+            for vi in graph.output:
+                if vi.name == old:
+                    vi.name = new
+            self.outputs = {(new if k == old else k): v for k, v in self.outputs.items()}
+            self._release(old)
+            self._acquire(new)
+
+    def add_node_to_index(self, node: NodeProto) -> None:
+        """Index a node just appended to this scope's container (no subgraphs: those need a rebuild)."""
+        self._index_node(node)
+        for name in node.input:
+            if name:
+                self._acquire(name)
+        if self.model_index is not None:
+            self.model_index.add_node(self, node)
 
     # -- internals ---------------------------------------------------------------------------------------
     def _index_node(self, node: NodeProto) -> None:
@@ -190,6 +296,8 @@ class ModelIndex:
         self.main = Scope(model.graph, None, None)
         self.functions = {(f.domain, f.name, getattr(f, "overload", "")): Scope(f, None, None) for f in model.functions}
         self.scopes: list[Scope] = [self.main, *self.functions.values()]
+        for scope in self.scopes:
+            scope.model_index = self
         self.scope_of_node: dict[int, Scope] = {}
         self.by_name: dict[str, list[NodeProto]] = defaultdict(list)
         self.by_op: dict[str, list[NodeProto]] = defaultdict(list)
@@ -202,6 +310,7 @@ class ModelIndex:
                 self.by_op[node.op_type].append(node)
                 for _, graph in node_subgraphs(node):
                     child = Scope(graph, scope, node)
+                    child.model_index = self
                     scope.children.setdefault(id(node), []).append(child)
                     self.scopes.append(child)
                     pending.append(child)
@@ -219,6 +328,60 @@ class ModelIndex:
                     free |= child.free_names
             free.update(scope.outputs)
             scope.free_names = {n for n in free if not scope.defines(n)}
+
+    # -- keeping the model-wide maps in step (called by the editor) --------------------------------------
+    def add_node(self, scope: Scope, node: NodeProto) -> None:
+        self.scope_of_node[id(node)] = scope
+        self.by_name[node.name].append(node)
+        self.by_op[node.op_type].append(node)
+
+    def forget_nodes(self, nodes: list[NodeProto]) -> None:
+        dead = {id(n) for n in nodes}
+        for key_index, keys in ((self.by_name, {n.name for n in nodes}), (self.by_op, {n.op_type for n in nodes})):
+            for key in keys:
+                kept = [n for n in key_index.get(key, ()) if id(n) not in dead]
+                if kept:
+                    key_index[key] = kept
+                else:
+                    key_index.pop(key, None)
+        for node in nodes:
+            self.scope_of_node.pop(id(node), None)
+
+    def retag(self, node: NodeProto, op_type: str) -> None:
+        self._move(self.by_op, node, node.op_type, op_type)
+
+    def rename_node(self, node: NodeProto, name: str) -> None:
+        self._move(self.by_name, node, node.name, name)
+
+    @staticmethod
+    def _move(key_index: dict[str, list[NodeProto]], node: NodeProto, old: str, new: str) -> None:
+        kept = [n for n in key_index.get(old, ()) if n is not node]
+        if kept:
+            key_index[old] = kept
+        else:
+            key_index.pop(old, None)
+        key_index[new].append(node)
+
+    def snapshot(self) -> list[tuple]:
+        """A comparable picture of every scope's indexes (tests check an edited index against a fresh one)."""
+        picture = []
+        for scope in self.scopes:
+            picture.append(
+                (
+                    scope.name,
+                    sorted((k, id(v)) for k, v in scope.producer.items()),
+                    sorted((k, sorted(id(n) for n in v)) for k, v in scope.consumers.items() if v),
+                    sorted((k, sorted(id(n) for n in v)) for k, v in scope.implicit_consumers.items() if v),
+                    sorted(scope.free_names),
+                    sorted(scope.initializers),
+                    sorted(scope.inputs),
+                    sorted(scope.outputs),
+                    sorted(scope.value_info),
+                )
+            )
+        picture.append(sorted((k, len(v)) for k, v in self.by_op.items() if v))
+        picture.append(sorted((k, len(v)) for k, v in self.by_name.items() if v))
+        return sorted(picture, key=repr)
 
     def graph_scopes(self) -> Iterator[Scope]:
         return (s for s in self.scopes if not s.is_function)

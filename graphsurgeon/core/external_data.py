@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from graphsurgeon._walk import model_tensors
+from graphsurgeon.core.walk import model_tensors
 from graphsurgeon.errors import ExternalDataError, RewriteError
 
 
@@ -114,7 +114,7 @@ def validate_external_data(model: onnx.ModelProto, data_dir: Path | None) -> dic
         if data_dir is None:
             raise ExternalDataError(
                 f"tensor {tensor.name!r} keeps its data in {ref.location!r}, but no external-data folder "
-                "was given (pass external_data_dir / --external-data-dir)"
+                "was given (pass `external_data_dir`)"
             )
         if ref.location not in files:
             path = resolve_location(ref.location, data_dir, tensor.name)

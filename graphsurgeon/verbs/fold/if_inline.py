@@ -10,19 +10,19 @@ from __future__ import annotations
 import numpy as np
 from onnx import GraphProto, NodeProto, helper
 
-from graphsurgeon._index import Scope
-from graphsurgeon._walk import graphs_under, model_graphs, node_subgraphs
-from graphsurgeon.model import Model
+from graphsurgeon.core.editor import Editor
+from graphsurgeon.core.index import Scope
+from graphsurgeon.core.walk import graphs_under, model_graphs, node_subgraphs
 
 
-def _condition(model: Model, scope: Scope, node: NodeProto) -> bool | None:
+def _condition(model: Editor, scope: Scope, node: NodeProto) -> bool | None:
     if not node.input or not node.input[0]:
         return None
     name = node.input[0]
     home = scope.resolve(name)
     if home is None or name in home.inputs or name not in home.initializers:
         return None
-    from graphsurgeon.passes.fold_constants import ValueReader
+    from graphsurgeon.verbs.fold.materialize import ValueReader
 
     try:
         value = ValueReader(model.external_data_dir).read(home.initializers[name])
@@ -33,7 +33,7 @@ def _condition(model: Model, scope: Scope, node: NodeProto) -> bool | None:
     return bool(np.asarray(value).reshape(-1)[0])
 
 
-def _names_outside(model: Model, branch: GraphProto) -> set[str]:
+def _names_outside(model: Editor, branch: GraphProto) -> set[str]:
     inside = {id(g) for g in graphs_under(branch)}
     names: set[str] = set()
     for graph in model_graphs(model.proto):
@@ -70,7 +70,7 @@ def _rename_under(branch: GraphProto, mapping: dict[str, str]) -> None:
                     item.name = mapping[item.name]
 
 
-def inline_if(model: Model, scope: Scope, node: NodeProto, take_then: bool) -> None:
+def inline_if(model: Editor, scope: Scope, node: NodeProto, take_then: bool) -> None:
     branch_name = "then_branch" if take_then else "else_branch"
     branch = next(g for name, g in node_subgraphs(node) if name == branch_name)
     taken = GraphProto()
@@ -109,25 +109,19 @@ def inline_if(model: Model, scope: Scope, node: NodeProto, take_then: bool) -> N
         source = mapping.get(out, out)
         identities.append(helper.make_node("Identity", [source], [target], name=f"{node.name or 'If'}/out{i}"))
     new_nodes = list(taken.node) + identities
-    container = scope.container
-    nodes = list(container.node)
-    position = next(i for i, n in enumerate(nodes) if n is node)
     if scope.is_function:
-        consts = [helper.make_node("Constant", [], [t.name], value=t) for t in taken.initializer]
-        new_nodes = consts + new_nodes
-    else:
-        container.initializer.extend(taken.initializer)
-        container.sparse_initializer.extend(taken.sparse_initializer)
-        container.value_info.extend(taken.value_info)
-    rebuilt = nodes[:position] + new_nodes + nodes[position + 1 :]
-    copies = [NodeProto() for _ in rebuilt]
-    for c, n in zip(copies, rebuilt, strict=True):
-        c.CopyFrom(n)
-    del container.node[:]
-    container.node.extend(copies)
+        new_nodes = [helper.make_node("Constant", [], [t.name], value=t) for t in taken.initializer] + new_nodes
+    model.replace_node(node, new_nodes)  # first: the If's outputs may be the branch's initializers' names
+    if not scope.is_function:
+        for tensor in taken.initializer:
+            model.add_initializer(tensor.name, tensor, scope=scope)
+        for sparse in taken.sparse_initializer:
+            model.add_sparse_initializer(sparse, scope=scope)
+        for info in taken.value_info:
+            model.add_value_info(info, scope=scope)
 
 
-def inline_constant_ifs(model: Model) -> int:
+def inline_constant_ifs(model: Editor) -> int:
     """Inline every If (in any graph or function) whose condition is a constant initializer."""
     count = 0
     while True:
@@ -142,5 +136,4 @@ def inline_constant_ifs(model: Model) -> int:
         if found is None:
             return count
         inline_if(model, *found)
-        model.invalidate()
         count += 1

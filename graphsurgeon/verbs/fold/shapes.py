@@ -23,12 +23,12 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, NodeProto, TensorProto, TypeProto, helper
 
-from graphsurgeon._external_data import is_external
-from graphsurgeon._index import Scope
-from graphsurgeon._walk import model_graphs
-from graphsurgeon.model import Model
-from graphsurgeon.passes._shapes import _light_copy
-from graphsurgeon.passes.toposort import sorted_nodes
+from graphsurgeon.core.editor import Editor
+from graphsurgeon.core.external_data import is_external
+from graphsurgeon.core.index import Scope
+from graphsurgeon.core.order import ordered_nodes
+from graphsurgeon.core.shapes import _light_copy
+from graphsurgeon.core.walk import model_graphs
 
 _SMALL = 64  # largest integer constant (elements) tracked as a partial value
 _INT_TYPES = {TensorProto.INT64: np.int64, TensorProto.INT32: np.int32}
@@ -65,21 +65,6 @@ class Partial:
         return arr.reshape(()) if self.scalar else arr
 
 
-def ordered_nodes(scope: Scope) -> list[NodeProto]:
-    """The scope's nodes in topological order: as stored when that is already valid (checked linearly)."""
-    nodes = list(scope.nodes)
-    seen: set[str] = set()
-    for node in nodes:
-        for name in node.input:
-            if name and name not in seen and name in scope.producer:
-                return sorted_nodes(scope)
-        for child in scope.children.get(id(node), ()):
-            if any(name in scope.producer and name not in seen for name in child.free_names):
-                return sorted_nodes(scope)
-        seen.update(node.output)
-    return nodes
-
-
 def _attr(node: NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
@@ -92,7 +77,7 @@ def _attr(node: NodeProto, name: str, default=None):
 class ShapeInfo:
     """Types from onnx's inference (graphs only, not function bodies) and partial values, per scope."""
 
-    def __init__(self, model: Model, *, infer: bool = True):
+    def __init__(self, model: Editor, *, infer: bool = True):
         self.model = model
         self.index = model.index
         self.types: dict[int, dict[str, TypeProto]] = {}

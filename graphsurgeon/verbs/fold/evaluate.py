@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 from onnx import FunctionProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto, helper
 
+from graphsurgeon.core.runtime import make_session
+
 
 class EvalFailure(Exception):
     """A node could not be evaluated; the message says why."""
@@ -81,19 +83,10 @@ class Evaluator:
     def run_ort(
         self, nodes: list[NodeProto], feeds: dict[str, np.ndarray], wanted: list[str], constants=()
     ) -> list[np.ndarray]:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.log_severity_level = 4
-        options.enable_cpu_mem_arena = False
         self.sessions += 1
         try:
-            session = ort.InferenceSession(
-                self._model(nodes, feeds, wanted, constants).SerializeToString(),
-                options,
-                providers=["CPUExecutionProvider"],
-            )
+            model = self._model(nodes, feeds, wanted, constants).SerializeToString()
+            session = make_session(model, optimize=False, arena=False)
             results = session.run(wanted, {k: _as_feed(v) for k, v in feeds.items()})
         except Exception as e:  # onnxruntime raises several unrelated types
             raise EvalFailure(f"onnxruntime: {_first_line(e)}") from e
@@ -200,8 +193,7 @@ class Evaluator:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    line = text[0] if text else type(e).__name__
-    return line[:300]
+    return (text[0] if text else type(e).__name__)[:300]
 
 
 def tensor_from_array(name: str, value: np.ndarray) -> TensorProto:

@@ -1,9 +1,5 @@
-"""toposort: order every graph so each tensor is produced before it is read.
-
-Iterative depth-first emission in the existing order: a node is emitted right after the producers it waits
-for. Linear in nodes + edges, no recursion, and stable: an order that is already valid is kept as it is.
-Outer-scope reads from a node's subgraphs count as inputs of that node.
-"""
+"""Topological order of a scope: a stable, linear, iterative sort, and a linear check that skips it when the
+stored order is already valid. Outer-scope reads from a node's subgraphs count as inputs of that node."""
 
 from __future__ import annotations
 
@@ -11,9 +7,8 @@ from collections.abc import Iterator
 
 from onnx import NodeProto
 
-from graphsurgeon._index import Scope
+from graphsurgeon.core.index import Scope
 from graphsurgeon.errors import GraphStructureError
-from graphsurgeon.model import Model
 
 
 def _dependencies(scope: Scope, node: NodeProto) -> Iterator[NodeProto]:
@@ -65,17 +60,16 @@ def _raise_cycle(scope: Scope, stack: list[tuple[NodeProto, Iterator[NodeProto]]
     raise GraphStructureError(f"{scope.name} has a cycle, so it cannot be sorted: {shown} -> {dep.name or '<unnamed>'}")
 
 
-def toposort(model: Model) -> None:
-    index = model.index
-    index.check_references()
-    moved = 0
-    for scope in index.scopes:
-        order = sorted_nodes(scope)
-        if all(a is b for a, b in zip(order, scope.nodes, strict=True)):
-            continue
-        position = {id(node): i for i, node in enumerate(order)}
-        moved += sum(1 for i, node in enumerate(scope.nodes) if position[id(node)] != i)
-        scope.container.node.sort(key=lambda node: position[id(node)])
-        model.note(f"reordered {scope.name} ({len(order)} nodes)")
-    if not moved:
-        model.note("toposort: already in topological order, nothing moved")
+def ordered_nodes(scope: Scope) -> list[NodeProto]:
+    """The scope's nodes in topological order: as stored when that is already valid (checked linearly)."""
+    nodes = list(scope.nodes)
+    seen: set[str] = set()
+    for node in nodes:
+        for name in node.input:
+            if name and name not in seen and name in scope.producer:
+                return sorted_nodes(scope)
+        for child in scope.children.get(id(node), ()):
+            if any(name in scope.producer and name not in seen for name in child.free_names):
+                return sorted_nodes(scope)
+        seen.update(node.output)
+    return nodes

@@ -1,0 +1,725 @@
+"""The editing API: a ModelProto (the source of truth), indexes over it, and edits that keep both in step.
+
+Verbs and users' patch scripts edit models through the same methods: each keeps the producer/consumer
+indexes valid (O(1) or O(degree) in the index, never a re-scan per edit) and records a
+:class:`~graphsurgeon.core.changes.Change`. Everything an edit does not touch stays byte for byte as it was.
+
+    model = graphsurgeon.load("model.onnx")
+    relu = model.node("Relu")                          # one node, by name, op type or glob
+    model.add_node("Clip", [relu.output[0], "lo", "hi"], ["clipped"], name="clip")
+    model.add_graph_output("clipped")
+    model.save("patched.onnx")
+
+Nodes are the ModelProto's own NodeProtos: read them freely, but change them through these methods (or the
+indexes go stale).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from onnx import ModelProto, NodeProto, SparseTensorProto, TensorProto, ValueInfoProto, helper, numpy_helper
+
+from graphsurgeon.core import io
+from graphsurgeon.core.changes import ChangeLog
+from graphsurgeon.core.external_data import read_tensor, validate_external_data
+from graphsurgeon.core.index import ModelIndex, Scope
+from graphsurgeon.core.names import NameAllocator
+from graphsurgeon.core.progress import SILENT, Progress
+from graphsurgeon.core.select import describe, require_one, select_nodes
+from graphsurgeon.errors import GraphSurgeonError, ModelLoadError, RewriteError, SaveError, SelectorError
+
+Source = str | os.PathLike[str] | bytes | ModelProto
+DType = int | str | np.dtype[Any] | type
+
+
+def _open_proto(
+    source: Source, external_data_dir: str | os.PathLike[str] | None
+) -> tuple[ModelProto, Path | None, Path | None]:
+    data_dir = Path(external_data_dir) if external_data_dir is not None else None
+    path = None
+    if isinstance(source, ModelProto):
+        io.check_is_onnx(source, "the given ModelProto")
+        proto = source
+    elif isinstance(source, bytes | bytearray | memoryview):
+        proto = io.parse_model(bytes(source), "the given bytes")
+    elif isinstance(source, str | os.PathLike):
+        path = Path(source)
+        proto = io.read_model_file(path)
+        data_dir = data_dir if data_dir is not None else path.parent
+    else:
+        raise ModelLoadError(f"cannot load a model from {type(source).__name__}")
+    if data_dir is not None and not data_dir.is_dir():
+        raise ModelLoadError(f"external-data folder {data_dir} is not a directory")
+    validate_external_data(proto, data_dir)
+    return proto, path, data_dir
+
+
+def tensor_dtype(dtype: DType) -> int:
+    """An ONNX element type from a TensorProto enum, a name ("float", "int64") or a numpy dtype."""
+    if isinstance(dtype, int) and not isinstance(dtype, bool):
+        return dtype
+    if isinstance(dtype, str) and hasattr(TensorProto, dtype.upper()):
+        return int(getattr(TensorProto, dtype.upper()))
+    try:
+        return int(helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+    except (TypeError, KeyError, ValueError):
+        raise GraphSurgeonError(f"unknown element type {dtype!r}") from None
+
+
+class Editor:
+    """A model open for editing: the ModelProto, its indexes, its external-data folder and its change log."""
+
+    def __init__(self, proto: ModelProto, *, path: Path | None = None, external_data_dir: Path | None = None):
+        self._proto = proto
+        self.path = path
+        self.external_data_dir = external_data_dir
+        self.changes = ChangeLog()
+        self.notes: list[str] = []  # why a verb changed nothing, or what it left alone
+        # a new graph input -> how to read the value the original model had there (for --verify)
+        self.interface_defaults: dict[str, Callable[[], np.ndarray]] = {}
+        self.progress: Progress = SILENT  # long work reports here (the CLI draws it on stderr)
+        self._index: ModelIndex | None = None
+        self._quiet = 0
+        self._unsaved_data: dict[Path, weakref.finalize] = {}
+
+    @classmethod
+    def open(cls, source: Source, *, external_data_dir: str | os.PathLike[str] | None = None) -> Editor:
+        """Open a model from a path, serialized bytes, or a ModelProto (edited in place).
+
+        Weights in external data are not read: their files are only checked (existence, bounds, and that
+        they stay inside the model's folder). `external_data_dir` is where they live if not beside the model.
+
+        Raises:
+            ModelLoadError: not a readable ONNX model. ExternalDataError: bad external data references.
+        """
+        proto, path, data_dir = _open_proto(source, external_data_dir)
+        return cls(proto, path=path, external_data_dir=data_dir)
+
+    # -- state -------------------------------------------------------------------------------------------
+    @property
+    def proto(self) -> ModelProto:
+        """The ModelProto itself. Edit it through the methods of this class, which keep the indexes valid."""
+        return self._proto
+
+    @property
+    def index(self) -> ModelIndex:
+        """Producer/consumer indexes over every scope; built on first use and kept valid by every edit."""
+        if self._index is None:
+            self._index = ModelIndex(self._proto)
+        return self._index
+
+    def _reindex(self) -> None:
+        """After an edit that restructures scopes (subgraphs or functions come or go): rebuild lazily."""
+        self._index = None
+
+    def opset_version(self, domain: str = "") -> int | None:
+        aliases = ("", "ai.onnx") if domain in ("", "ai.onnx") else (domain,)
+        return next((o.version for o in self._proto.opset_import if o.domain in aliases), None)
+
+    def record(self, action: str, kind: str, name: str = "", detail: str = "") -> None:
+        """Append a change record (stamped with the running verb); silent inside :meth:`quietly`."""
+        if not self._quiet:
+            self.changes.record(action, kind, name, detail)
+
+    def note(self, text: str) -> None:
+        """Say why something was not done (shown in the summary, e.g. when nothing changed)."""
+        if not self._quiet and text not in self.notes:
+            self.notes.append(text)
+
+    @contextlib.contextmanager
+    def quietly(self) -> Iterator[None]:
+        """Edits inside record nothing: a verb that reports its work in its own terms."""
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
+
+    @contextlib.contextmanager
+    def running(self, verb: str) -> Iterator[None]:
+        previous, self.changes.verb = self.changes.verb, verb
+        try:
+            yield
+        finally:
+            self.changes.verb = previous
+
+    # -- queries -----------------------------------------------------------------------------------------
+    def find_nodes(self, selector: str | None = None, *, op: str | None = None) -> list[NodeProto]:
+        """Nodes (every scope, model order) whose name or op type is `selector` or matches it as a glob;
+        `op` keeps those of that op type. No selector: every node (of that op)."""
+        if selector is None:
+            found = [n for _, n in self.index.find_nodes()]
+        else:
+            found = [n for _, n in select_nodes(self.index, selector)]
+        return [n for n in found if op is None or n.op_type == op]
+
+    def node(self, selector: str) -> NodeProto:
+        """The one node `selector` names (name, op type or glob). Raises SelectorError for none or several."""
+        scope, node = require_one(select_nodes(self.index, selector), selector)
+        return node
+
+    def scope_of(self, node: NodeProto) -> Scope:
+        scope = self.index.scope_of_node.get(id(node))
+        if scope is None:
+            raise SelectorError(f"node {node.name!r} ({node.op_type}) is not in this model")
+        return scope
+
+    def find_tensors(self, pattern: str = "*") -> list[str]:
+        """Names of tensors of the main graph (inputs, initializers, node outputs) matching a glob."""
+        main = self.index.main
+        names = dict.fromkeys([*main.inputs, *main.initializers, *main.sparse_initializers, *main.producer])
+        return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+    def producer(self, tensor: str, scope: Scope | None = None) -> NodeProto | None:
+        """The node that computes `tensor` (None for graph inputs, initializers and unknown names)."""
+        home = (scope or self.index.main).resolve(tensor)
+        return home.producer.get(tensor) if home is not None else None
+
+    def consumers(self, tensor: str, scope: Scope | None = None) -> list[NodeProto]:
+        """Nodes of the scope that read `tensor`, directly or from inside their subgraphs."""
+        return (scope or self.index.main).readers(tensor)
+
+    @property
+    def graph_inputs(self) -> list[str]:
+        """The main graph's real inputs (not initializers listed as inputs, as IR < 4 models do)."""
+        main = self.index.main
+        return [n for n in main.inputs if n not in main.initializers]
+
+    @property
+    def graph_outputs(self) -> list[str]:
+        return list(self.index.main.outputs)
+
+    def tensor_value(self, name: str) -> np.ndarray:
+        """The value of an initializer (or Constant node) of the main graph, reading only that tensor.
+
+        Raises:
+            RewriteError: no such constant, or its data cannot be read.
+        """
+        from graphsurgeon.core.constants import constant_tensor
+
+        main = self.index.main
+        tensor = main.initializers.get(name)
+        if tensor is None:
+            producer = main.producer.get(name)
+            tensor = constant_tensor(producer, name) if producer is not None else None
+        if tensor is None:
+            raise RewriteError(f"{name!r} is not an initializer or Constant of the main graph")
+        return read_tensor(tensor, self.external_data_dir)
+
+    def names(self) -> NameAllocator:
+        """A fresh-name allocator that knows every name used in the model."""
+        return NameAllocator.for_model(self.index)
+
+    # -- editing: nodes ----------------------------------------------------------------------------------
+    def add_node(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        *,
+        name: str | None = None,
+        domain: str = "",
+        attributes: Mapping[str, Any] | None = None,
+        scope: Scope | None = None,
+    ) -> NodeProto:
+        """Add a node reading `inputs` and producing `outputs` (new names), placed before its first reader.
+
+        Raises:
+            RewriteError: an output name is already produced, or an input is not defined.
+        """
+        scope = scope or self.index.main
+        for out in outputs:
+            if out and scope.defines(out):
+                raise RewriteError(f"cannot add a {op_type} node producing {out!r}: {scope.name} already has it")
+        for name_in in inputs:
+            if name_in and scope.resolve(name_in) is None:
+                raise RewriteError(f"cannot add a {op_type} node reading {name_in!r}: nothing defines it")
+        node = helper.make_node(op_type, list(inputs), list(outputs), name=name or None, domain=domain or None)
+        for key, value in (attributes or {}).items():
+            node.attribute.append(helper.make_attribute(key, value))
+        readers = {id(r) for out in outputs if out for r in scope.readers(out)}
+        container = scope.container
+        position = next((i for i, n in enumerate(container.node) if id(n) in readers), len(container.node))
+        with self.quietly():
+            added = self.insert_nodes(scope, position, [node])[0]
+        self.record("added", "node", added.name, f"{op_type}({', '.join(inputs)}) -> {', '.join(outputs)}")
+        return added
+
+    def replace_node(self, node: NodeProto, nodes: Sequence[NodeProto]) -> list[NodeProto]:
+        """Put `nodes` where `node` was (e.g. an If by the branch it takes); returns the stored nodes."""
+        scope = self.scope_of(node)
+        position = next(i for i, n in enumerate(scope.container.node) if n is node)
+        with self.quietly():
+            self.remove_nodes([node], scope=scope)
+            added = self.insert_nodes(scope, position, nodes)
+        self.record("replaced", "node", node.name or node.op_type, f"by {len(nodes)} node(s)")
+        return added
+
+    def insert_nodes(self, scope: Scope, position: int, nodes: Sequence[NodeProto]) -> list[NodeProto]:
+        """Insert copies of `nodes` at `position` of a scope (no checks; returns the stored nodes)."""
+        if not nodes:
+            return []
+        for node in nodes:
+            self.record("added", "node", node.name or node.op_type)
+        container = scope.container
+        if position >= len(container.node):
+            container.node.extend(nodes)
+            added = list(container.node[len(container.node) - len(nodes) :])
+        else:
+            tail = [NodeProto() for _ in range(len(container.node) - position)]
+            for copy, original in zip(tail, container.node[position:], strict=True):
+                copy.CopyFrom(original)
+            del container.node[position:]
+            container.node.extend(nodes)
+            container.node.extend(tail)
+            self._reindex()  # the tail's NodeProtos are new objects
+            return list(container.node[position : position + len(nodes)])
+        if any(a.type in (a.GRAPH, a.GRAPHS) for n in added for a in n.attribute):
+            self._reindex()
+        else:
+            for node in added:
+                scope.add_node_to_index(node)
+        return added
+
+    def remove_node(self, node: NodeProto) -> None:
+        """Remove a node whose outputs nothing reads any more (else: bypass it, or rewire its readers first).
+
+        Raises:
+            RewriteError: an output is still read or is a graph output.
+        """
+        scope = self.scope_of(node)
+        for out in node.output:
+            if not out:
+                continue
+            readers = [r for r in scope.readers(out) if r is not node]
+            if readers or out in scope.outputs:
+                who = ", ".join(repr(r.name) for r in readers[:5]) or "the graph's outputs"
+                raise RewriteError(
+                    f"cannot remove {describe(scope, node)}: its output {out!r} is still read by {who} "
+                    "(bypass the node instead, or rewire its readers first)"
+                )
+        self.remove_nodes([node], scope=scope)
+
+    def remove_nodes(self, nodes: Sequence[NodeProto], *, scope: Scope | None = None) -> None:
+        """Remove nodes in one pass (no reader check: for verbs that rewired the readers already)."""
+        if not nodes:
+            return
+        by_scope: dict[int, tuple[Scope, list[NodeProto]]] = {}
+        for node in nodes:
+            home = scope or self.scope_of(node)
+            by_scope.setdefault(id(home), (home, []))[1].append(node)
+        current = self._index
+        stale = False
+        for home, group in by_scope.values():
+            stale |= any(id(n) in home.children for n in group) or home.model_index is not current
+            for node in group:
+                self.record("removed", "node", node.name or node.op_type)
+            if current is not None and home.model_index is current:
+                current.forget_nodes(group)
+            home.remove_nodes(group)
+        if stale:
+            self._reindex()
+
+    def remove_functions(self, keys: set[tuple[str, str, str]]) -> None:
+        """Remove model-local functions by (domain, name, overload)."""
+
+        def key(f) -> tuple[str, str, str]:
+            return (f.domain, f.name, getattr(f, "overload", ""))
+
+        for f in self._proto.functions:
+            if key(f) in keys:
+                self.record("removed", "function", f"{f.domain}::{f.name}")
+        if io.remove_where(self._proto.functions, lambda f: key(f) in keys):
+            self._reindex()
+
+    def remove_opset_imports(self, domains: set[str]) -> None:
+        for domain in sorted(domains):
+            self.record("removed", "opset import", domain)
+        io.remove_where(self._proto.opset_import, lambda o: o.domain in domains)
+
+    def remove_value_info(self, names: set[str], *, scope: Scope | None = None) -> None:
+        scope = scope or self.index.main
+        for name in sorted(names):
+            self.record("removed", "value_info", name)
+        scope.remove_value_info(names)
+
+    def remove_sparse_initializers(self, names: set[str], *, scope: Scope | None = None) -> None:
+        scope = scope or self.index.main
+        for name in sorted(names):
+            self.record("removed", "sparse initializer", name)
+        io.remove_where(scope.container.sparse_initializer, lambda s: s.values.name in names)
+        for name in names:
+            scope.sparse_initializers.pop(name, None)
+
+    def bypass_node(self, node: NodeProto, input_index: int = 0, output_index: int = 0) -> None:
+        """Remove a node, its readers (and the graph outputs) reading its input `input_index` instead.
+
+        A graph output keeps its name: the bypassed input is renamed to it when a node of the same graph
+        produces it; otherwise the node becomes an Identity.
+        """
+        scope = self.scope_of(node)
+        if input_index >= len(node.input) or not node.input[input_index]:
+            raise RewriteError(f"{describe(scope, node)} has no input {input_index} to pass through")
+        source, out = node.input[input_index], node.output[output_index]
+        other = [o for i, o in enumerate(node.output) if o and i != output_index and scope.readers(o)]
+        if other:
+            raise RewriteError(f"cannot bypass {describe(scope, node)}: its other output(s) {other} are read")
+        with self.quietly():
+            if out in scope.outputs:
+                producer = scope.producer.get(source)
+                if producer is None or source in scope.outputs or any(r is not node for r in scope.readers(source)):
+                    self.set_node_inputs(node, [source])
+                    node.op_type, node.domain = "Identity", ""
+                    del node.attribute[:]
+                    self._reindex()
+                    self.changes.record(
+                        "replaced", "node", node.name, f"by an Identity (its output {out!r} is a graph output)"
+                    )
+                    return
+                self.remove_nodes([node], scope=scope)
+                self.rename_tensor(source, out, scope=scope)
+            else:
+                self.replace_uses({out: source}, scope=scope)
+                self.remove_nodes([node], scope=scope)
+        self.record("bypassed", "node", node.name or node.op_type, f"its readers now read {source!r}")
+
+    def reorder_nodes(self, scope: Scope, order: Sequence[NodeProto]) -> None:
+        """Store a scope's nodes in `order` (a permutation of them; the indexes are unaffected)."""
+        position = {id(node): i for i, node in enumerate(order)}
+        if len(position) != len(scope.container.node) or any(id(n) not in position for n in scope.nodes):
+            raise RewriteError(f"reorder_nodes needs a permutation of the nodes of {scope.name}")
+        scope.container.node.sort(key=lambda node: position[id(node)])
+        self.record("reordered", "graph", scope.display_name, f"{len(order)} nodes")
+
+    def set_node_input(self, node: NodeProto, index: int, tensor: str) -> None:
+        """Rewire one input of a node (`index` may be one past the end to append)."""
+        scope = self.scope_of(node)
+        if tensor and scope.resolve(tensor) is None:
+            raise RewriteError(f"cannot rewire {describe(scope, node)} to {tensor!r}: nothing defines it")
+        if index == len(node.input):
+            node.input.append("")
+        old = node.input[index]
+        scope.set_node_input(node, index, tensor)
+        self.record("rewired", "node", node.name, f"input {index}: {old!r} -> {tensor!r}")
+
+    def set_node_inputs(self, node: NodeProto, tensors: Sequence[str]) -> None:
+        """Replace all inputs of a node."""
+        scope = self.scope_of(node)
+        with self.quietly():
+            while len(node.input) > len(tensors):
+                scope.set_node_input(node, len(node.input) - 1, "")
+                del node.input[-1]
+            for i, tensor in enumerate(tensors):
+                if i == len(node.input):
+                    node.input.append("")
+                scope.set_node_input(node, i, tensor)
+        self.record("rewired", "node", node.name, f"inputs -> {list(tensors)}")
+
+    def set_op(self, node: NodeProto, op_type: str, *, domain: str | None = None) -> None:
+        """Change what a node computes (its inputs, outputs and attributes stay)."""
+        self.index.retag(node, op_type)
+        old = node.op_type
+        node.op_type = op_type
+        if domain is not None:
+            node.domain = domain
+        self.record("changed", "node", node.name, f"op {old} -> {op_type}")
+
+    def set_attribute(self, node: NodeProto, name: str, value: Any) -> None:
+        """Set (add or replace) an attribute; the value's Python type gives the attribute type."""
+        attribute = helper.make_attribute(name, value)
+        for i, existing in enumerate(node.attribute):
+            if existing.name == name:
+                node.attribute[i].CopyFrom(attribute)
+                break
+        else:
+            node.attribute.append(attribute)
+        if attribute.type in (attribute.GRAPH, attribute.GRAPHS):
+            self._reindex()
+        self.record(
+            "set",
+            "attribute",
+            f"{node.name}.{name}",
+            repr(value) if not isinstance(value, TensorProto | np.ndarray) else "",
+        )
+
+    def replace_attributes(self, node: NodeProto, attributes: Mapping[str, Any]) -> None:
+        """Replace all attributes of a node."""
+        del node.attribute[:]
+        for key, value in attributes.items():
+            node.attribute.append(helper.make_attribute(key, value))
+        if any(a.type in (a.GRAPH, a.GRAPHS) for a in node.attribute):
+            self._reindex()
+        self.record("set", "attributes", node.name, ", ".join(attributes))
+
+    def remove_attribute(self, node: NodeProto, name: str) -> None:
+        kept = [a for a in node.attribute if a.name != name]
+        if len(kept) != len(node.attribute):
+            io.remove_where(node.attribute, lambda a: a.name == name)
+            self.record("removed", "attribute", f"{node.name}.{name}")
+
+    def rename_node(self, node: NodeProto, new: str) -> None:
+        self.index.rename_node(node, new)
+        old, node.name = node.name, new
+        self.record("renamed", "node", old, f"-> {new!r}")
+
+    # -- editing: tensors --------------------------------------------------------------------------------
+    def replace_uses(self, mapping: Mapping[str, str], *, scope: Scope | None = None) -> None:
+        """Every read of a key (in the scope and in subgraphs reading it from outside) reads its value."""
+        scope = scope or self.index.main
+        aliases = dict(mapping)
+        if not aliases:
+            return
+
+        def resolve(name: str) -> str:
+            seen = 0
+            while name in aliases and seen <= len(aliases):
+                name = aliases[name]
+                seen += 1
+            return name
+
+        for name in list(aliases):
+            for reader in list(scope.consumers.get(name, [])):
+                for i, current in enumerate(reader.input):
+                    if current == name:
+                        scope.set_node_input(reader, i, resolve(name))
+        stack = [
+            (child, scope)
+            for owner in list(scope.implicit_consumers_of(aliases))
+            for child in scope.children.get(id(owner), ())
+            if not child.free_names.isdisjoint(aliases)
+        ]
+        while stack:
+            child, _ = stack.pop()
+            local = {n for n in aliases if child.defines(n)}
+            for name in aliases.keys() - local:
+                for reader in list(child.consumers.get(name, [])):
+                    for i, current in enumerate(reader.input):
+                        if current == name:
+                            child.set_node_input(reader, i, resolve(name))
+                if name in child.outputs:
+                    child.rename_output(name, resolve(name))
+            for owner in list(child.implicit_consumers_of(aliases.keys() - local)):
+                for grandchild in child.children.get(id(owner), ()):
+                    if not grandchild.free_names.isdisjoint(aliases.keys() - local):
+                        stack.append((grandchild, child))
+        for old, new in aliases.items():
+            self.record("replaced", "tensor", old, f"its readers now read {resolve(new)!r}")
+
+    def rename_tensor(self, old: str, new: str, *, scope: Scope | None = None) -> None:
+        """Rename a tensor where it is defined (producer output, graph input, initializer, graph output,
+        value_info) and everywhere it is read, including subgraphs that read it from outer scope.
+
+        Raises:
+            RewriteError: `old` is not defined there, or `new` is already in use.
+        """
+        scope = scope or self.index.main
+        home = scope.resolve(old)
+        if home is None and old not in scope.outputs:
+            raise RewriteError(f"cannot rename {old!r}: no tensor of that name in {scope.name}")
+        home = home or scope
+        if home.resolve(new) is not None or (new in home.outputs and old in home.outputs):
+            raise RewriteError(f"cannot rename {old!r} to {new!r}: {new!r} is already used in {home.name}")
+        with self.quietly():
+            home.rename_definition(old, new)
+            self.replace_uses({old: new}, scope=home)
+        self.record("renamed", "tensor", old, f"-> {new!r}")
+
+    def add_initializer(self, name: str, value: np.ndarray | TensorProto, *, scope: Scope | None = None) -> TensorProto:
+        """Add a constant tensor (a TensorProto is copied as it is, external data references included).
+
+        An initializer named like a graph input is that input's default value.
+        """
+        scope = scope or self.index.main
+        if scope.is_function:
+            raise RewriteError("function bodies have no initializers (add a Constant node instead)")
+        if name in scope.producer or name in scope.initializers or name in scope.sparse_initializers:
+            raise RewriteError(f"cannot add initializer {name!r}: {scope.name} already has a tensor of that name")
+        tensor = value if isinstance(value, TensorProto) else numpy_helper.from_array(np.asarray(value), name)
+        added = scope.add_initializer(tensor)
+        added.name = name
+        scope.initializers[name] = added
+        self.record("added", "initializer", name, _shape_text(added))
+        return added
+
+    def add_sparse_initializer(self, sparse: SparseTensorProto, *, scope: Scope | None = None) -> None:
+        scope = scope or self.index.main
+        added = scope.container.sparse_initializer.add()
+        added.CopyFrom(sparse)
+        scope.sparse_initializers[added.values.name] = added
+        self.record("added", "sparse initializer", added.values.name)
+
+    def add_value_info(self, info: ValueInfoProto, *, scope: Scope | None = None) -> None:
+        """Record a tensor's type (replacing what was recorded for that name)."""
+        scope = scope or self.index.main
+        if scope.is_function:
+            return
+        scope.remove_value_info({info.name})
+        added = scope.container.value_info.add()
+        added.CopyFrom(info)
+        scope.value_info[added.name] = added
+
+    def remove_initializers(self, names: set[str], *, scope: Scope | None = None) -> None:
+        scope = scope or self.index.main
+        for name in sorted(names):
+            self.record("removed", "initializer", name)
+        scope.remove_initializers(names)
+
+    def set_tensor_value(self, name: str, value: np.ndarray, *, scope: Scope | None = None) -> None:
+        """Give an initializer (or Constant node output) a new value; dtype and shape may change."""
+        scope = scope or self.index.main
+        home = scope.resolve(name)
+        array = np.asarray(value)
+        if home is not None and name in home.initializers:
+            tensor = home.initializers[name]
+            tensor.CopyFrom(numpy_helper.from_array(array, name))
+        elif home is not None and name in home.producer and home.producer[name].op_type == "Constant":
+            producer = home.producer[name]
+            del producer.attribute[:]
+            producer.attribute.append(helper.make_attribute("value", numpy_helper.from_array(array, name)))
+        else:
+            raise RewriteError(f"{name!r} is not an initializer or Constant output; it has no value to set")
+        self.record("set", "value", name, f"{array.dtype}{list(array.shape)}")
+
+    # -- editing: the graph interface --------------------------------------------------------------------
+    def add_graph_input(self, name: str, dtype: DType, shape: Sequence[int | str | None] | None) -> ValueInfoProto:
+        """Add a graph input (dims: ints, symbol names, or None for unknown)."""
+        main = self.index.main
+        if main.defines(name):
+            raise RewriteError(f"cannot add graph input {name!r}: the main graph already has a tensor of that name")
+        info = helper.make_tensor_value_info(name, tensor_dtype(dtype), None if shape is None else list(shape))
+        added = main.add_input(info)
+        self.record("added", "input", name, _type_text(added))
+        return added
+
+    def remove_graph_input(self, name: str) -> None:
+        main = self.index.main
+        if name not in main.inputs:
+            raise RewriteError(f"the model has no graph input {name!r}")
+        readers = main.readers(name)
+        if readers and name not in main.initializers:
+            who = ", ".join(repr(r.name) for r in readers[:5])
+            raise RewriteError(f"cannot remove graph input {name!r}: it is read by {who}")
+        main.remove_input(name)
+        self.record("removed", "input", name)
+
+    def add_graph_output(
+        self, name: str, dtype: DType | None = None, shape: Sequence[int | str | None] | None = None
+    ) -> ValueInfoProto:
+        """Make a tensor of the main graph a graph output (type from value_info unless given)."""
+        main = self.index.main
+        if main.resolve(name) is None:
+            raise RewriteError(f"cannot add graph output {name!r}: no tensor of that name in the main graph")
+        if name in main.outputs:
+            raise RewriteError(f"{name!r} is already a graph output")
+        if dtype is not None:
+            info = helper.make_tensor_value_info(name, tensor_dtype(dtype), None if shape is None else list(shape))
+        elif name in main.value_info:
+            info = ValueInfoProto()
+            info.CopyFrom(main.value_info[name])
+        else:
+            info = ValueInfoProto(name=name)
+        added = main.add_output(info)
+        self.record("added", "output", name, _type_text(added))
+        return added
+
+    def remove_graph_output(self, name: str) -> None:
+        main = self.index.main
+        if name not in main.outputs:
+            raise RewriteError(f"the model has no graph output {name!r}")
+        main.remove_output(name)
+        self.record("removed", "output", name)
+
+    # -- scratch data files ------------------------------------------------------------------------------
+    def adopt_data_file(self, path: Path) -> None:
+        """Register a new data file a rewrite wrote into :attr:`external_data_dir` (e.g. folded weights).
+
+        Until the model is saved it is scratch: a save to another folder moves it there (instead of copying),
+        and it is deleted if the model is discarded unsaved.
+        """
+        resolved = Path(path).resolve()
+        self._unsaved_data[resolved] = weakref.finalize(self, _unlink_quietly, resolved)
+
+    # -- saving ------------------------------------------------------------------------------------------
+    def save(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        in_place: bool = False,
+        external_data: str | None = None,
+        external_data_threshold: int | str = 1024,
+    ) -> Path:
+        """Write the model atomically and return where it went.
+
+        Give `path`, or `in_place=True` to overwrite the file it was loaded from (then only the graph file is
+        rewritten; external data stays where it is). Saving to another folder copies the external data files
+        along (kernel-side). `external_data` names a new data file for inline initializers of at least
+        `external_data_threshold` bytes (a size: ``1024``, ``"1KiB"``); a model over protobuf's 2 GB limit
+        gets one automatically.
+
+        Raises:
+            SaveError: the target cannot be written, or is the input without `in_place`.
+        """
+        from graphsurgeon.core.units import parse_size
+
+        threshold = parse_size(external_data_threshold, what="external_data_threshold")
+        if in_place:
+            if path is not None:
+                raise SaveError("give either a path or in_place=True, not both")
+            if self.path is None:
+                raise SaveError("in_place=True needs a model loaded from a file")
+            target = self.path
+            out_data_dir = self.external_data_dir or target.parent
+        else:
+            if path is None:
+                raise SaveError("no output path given (pass a path, or in_place=True)")
+            target = Path(path)
+            if self.path is not None and target.exists() and os.path.samefile(target, self.path):
+                raise SaveError(f"{target} is the input model; pass in_place=True to overwrite it")
+            out_data_dir = target.parent
+        self.external_data_dir = io.write_model(
+            self._proto,
+            target,
+            data_dir=self.external_data_dir,
+            out_data_dir=out_data_dir,
+            external_data=external_data,
+            external_data_threshold=threshold,
+            movable=set(self._unsaved_data),
+        )
+        new_dir = self.external_data_dir.resolve() if self.external_data_dir is not None else None
+        for scratch, finalizer in self._unsaved_data.items():
+            finalizer.detach()
+            if new_dir is not None and scratch.parent != new_dir:
+                _unlink_quietly(scratch)  # copied rather than moved (another filesystem): drop the scratch
+        self._unsaved_data.clear()
+        self.path = target
+        return target
+
+
+def _type_text(info: ValueInfoProto) -> str:
+    from graphsurgeon.core.format import format_type
+
+    return format_type(info.type) if info.HasField("type") else "type unknown"
+
+
+def _shape_text(tensor: TensorProto) -> str:
+    from graphsurgeon.core.format import dtype_name
+
+    return f"{dtype_name(tensor.data_type)}[{', '.join(str(d) for d in tensor.dims)}]"
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+__all__ = ["Editor", "Source", "tensor_dtype"]

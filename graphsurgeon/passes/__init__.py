@@ -1,1 +1,0 @@
-"""The rewrites and reports behind the editor's verbs, one module each."""
