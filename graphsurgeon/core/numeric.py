@@ -214,10 +214,11 @@ def _compare(name: str, a: Any, b: Any, rtol: float, atol: float) -> OutputCompa
     nan_a, nan_b = np.isnan(a64), np.isnan(b64)
     if not np.array_equal(nan_a, nan_b):
         return OutputComparison(name, False, problem="NaN in different places")
-    finite = ~nan_a
-    diff = np.abs(a64 - b64, where=finite, out=np.zeros_like(a64))
-    diff[np.isinf(a64) & (a64 == b64)] = 0.0
-    scale = np.abs(a64)
+    finite = ~nan_a & np.isfinite(a64)
+    if not np.array_equal(np.where(finite, 0.0, a64), np.where(finite, 0.0, b64), equal_nan=True):
+        return OutputComparison(name, False, problem="infinities in different places")
+    diff = np.abs(np.where(finite, a64 - b64, 0.0))
+    scale = np.abs(np.where(finite, a64, 0.0))
     max_abs = float(diff.max()) if diff.size else 0.0
     rel = np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
     max_rel = float(rel.max()) if rel.size else 0.0
