@@ -468,7 +468,7 @@ class Editor:
     def rename_node(self, node: NodeProto, new: str) -> None:
         self.index.rename_node(node, new)
         old, node.name = node.name, new
-        self.record("renamed", "node", old, f"-> {new!r}")
+        self.record("renamed", "node", old, f"now {new!r}")
 
     # -- editing: tensors --------------------------------------------------------------------------------
     def replace_uses(self, mapping: Mapping[str, str], *, scope: Scope | None = None) -> None:
@@ -530,7 +530,7 @@ class Editor:
         with self.quietly():
             home.rename_definition(old, new)
             self.replace_uses({old: new}, scope=home)
-        self.record("renamed", "tensor", old, f"-> {new!r}")
+        self.record("renamed", "tensor", old, f"now {new!r}")
 
     def add_initializer(self, name: str, value: np.ndarray | TensorProto, *, scope: Scope | None = None) -> TensorProto:
         """Add a constant tensor (a TensorProto is copied as it is, external data references included).

@@ -322,10 +322,11 @@ class ModelIndex:
             free: set[str] = set()
             for node in scope.nodes:
                 free.update(n for n in node.input if n)
-                for child in scope.children.get(id(node), ()):
-                    for name in child.free_names:
-                        scope.implicit_consumers[name].append(node)
-                    free |= child.free_names
+                children = scope.children.get(id(node), ())
+                read = set().union(*(child.free_names for child in children)) if children else set()
+                for name in read:
+                    scope.implicit_consumers[name].append(node)
+                free |= read
             free.update(scope.outputs)
             scope.free_names = {n for n in free if not scope.defines(n)}
 
