@@ -17,6 +17,7 @@ wherever the dims involved are static, and folding does the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import is_external
 from graphsurgeon.core.index import Scope
 from graphsurgeon.core.order import ordered_nodes
+from graphsurgeon.core.rules import OpRules
 from graphsurgeon.core.shapes import _light_copy
 from graphsurgeon.core.walk import model_graphs
 
@@ -82,6 +84,7 @@ class ShapeInfo:
         self.index = model.index
         self.types: dict[int, dict[str, TypeProto]] = {}
         self.partial: dict[tuple[int, str], Partial] = {}
+        self.opset = model.opset_version()
         if infer:
             self._infer()
         self._record_declared()
@@ -223,89 +226,131 @@ class ShapeInfo:
                 if result is not None:
                     self.partial[(id(scope), node.output[0])] = result
 
-    def _rule(self, scope: Scope, node: NodeProto) -> Partial | None:  # noqa: C901 - one rule per op
-        op = node.op_type
-        if op == "Shape":
-            dims = self.symbolic_dims(scope, node.input[0])
-            if dims is None:
-                return None
-            rank = len(dims)
-            start, end = _attr(node, "start", 0), _attr(node, "end", rank)
-            start = max(0, min(rank, start + rank if start < 0 else start))
-            end = max(0, min(rank, end + rank if end < 0 else end))
-            return Partial(TensorProto.INT64, False, tuple(dims[start:end]))
-        if op == "Size":
-            dims = self.dims(scope, node.input[0])
-            if dims is None or any(d is None for d in dims):
-                return None
-            return Partial(TensorProto.INT64, True, (int(np.prod(dims, dtype=np.int64)),))
-        if op in ("Identity", "Cast"):
-            src = self._input(scope, node, 0)
-            if src is None:
-                return None
-            if op == "Cast":
-                to = _attr(node, "to")
-                if to not in _INT_TYPES:
-                    return None
-                return Partial(to, src.scalar, src.elems)
-            return src
-        if op == "Gather":
-            data, idx = self._input(scope, node, 0), self._input(scope, node, 1)
-            if data is None or idx is None or data.scalar or _attr(node, "axis", 0) not in (0, -1):
-                return None
-            if not idx.is_static():
-                return None
-            n = len(data.elems)
-            picked = tuple(data.elems[i + n if i < 0 else i] for i in idx.elems)
-            return Partial(data.dtype, idx.scalar, picked)
-        if op == "Slice":
-            data = self._input(scope, node, 0)
-            if data is None or data.scalar:
-                return None
-            if len(node.input) > 1:
-                starts, ends = self._input(scope, node, 1), self._input(scope, node, 2)
-                axes = self._input(scope, node, 3) if len(node.input) > 3 and node.input[3] else None
-                steps = self._input(scope, node, 4) if len(node.input) > 4 and node.input[4] else None
-                if starts is None or ends is None or (len(node.input) > 3 and node.input[3] and axes is None):
-                    return None
-                if len(node.input) > 4 and node.input[4] and steps is None:
-                    return None
-                if not all(p is None or p.is_static() for p in (starts, ends, axes, steps)):
-                    return None
-                s, e = starts.elems, ends.elems
-                ax = axes.elems if axes is not None else (0,)
-                st = steps.elems if steps is not None else (1,)
-            else:
-                s, e = tuple(_attr(node, "starts", [])), tuple(_attr(node, "ends", []))
-                ax, st = tuple(_attr(node, "axes", [0])), (1,)
-            if len(s) != 1 or len(e) != 1 or tuple(ax) not in ((0,), (-1,)) or len(st) != 1 or st[0] == 0:
-                return None
-            return Partial(data.dtype, False, tuple(data.elems[slice(s[0], e[0], st[0])]))
-        if op == "Concat":
-            parts = [self._input(scope, node, i) for i in range(len(node.input))]
-            if any(p is None or p.scalar for p in parts) or _attr(node, "axis", 0) not in (0, -1):
-                return None
-            elems: tuple[Elem, ...] = ()
-            for p in parts:
-                elems += p.elems
-            return Partial(parts[0].dtype, False, elems)
-        if op == "Unsqueeze":
-            src = self._input(scope, node, 0)
-            if src is None or not src.scalar:
-                return None
-            return Partial(src.dtype, False, src.elems)
-        if op == "Squeeze":
-            src = self._input(scope, node, 0)
-            if src is None or src.scalar or len(src.elems) != 1:
-                return None
-            return Partial(src.dtype, True, src.elems)
-        if op in ("Add", "Sub", "Mul", "Div"):
-            a, b = self._input(scope, node, 0), self._input(scope, node, 1)
-            if a is None or b is None or not (a.is_static() and b.is_static()):
-                return None
-            arr = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _int_div}[op](a.array(), b.array())
-            return Partial(a.dtype, arr.ndim == 0, tuple(int(v) for v in np.asarray(arr).reshape(-1)))
+    def _rule(self, scope: Scope, node: NodeProto) -> Partial | None:
+        rule = PARTIAL_RULES.lookup(node.op_type, self.opset)
+        return rule(self, scope, node) if rule is not None else None
+
+
+# -- partial-value rules, one per op ---------------------------------------------------------------------------
+PartialRule = Callable[[ShapeInfo, Scope, NodeProto], "Partial | None"]
+PARTIAL_RULES: OpRules[PartialRule] = OpRules()
+
+
+@PARTIAL_RULES.register("Shape")
+def _shape(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    dims = info.symbolic_dims(scope, node.input[0])
+    if dims is None:
         return None
+    rank = len(dims)
+    start, end = _attr(node, "start", 0), _attr(node, "end", rank)
+    start = max(0, min(rank, start + rank if start < 0 else start))
+    end = max(0, min(rank, end + rank if end < 0 else end))
+    return Partial(TensorProto.INT64, False, tuple(dims[start:end]))
+
+
+@PARTIAL_RULES.register("Size")
+def _size(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    dims = info.dims(scope, node.input[0])
+    if dims is None or any(d is None for d in dims):
+        return None
+    return Partial(TensorProto.INT64, True, (int(np.prod(dims, dtype=np.int64)),))
+
+
+@PARTIAL_RULES.register("Identity")
+def _identity(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    return info._input(scope, node, 0)
+
+
+@PARTIAL_RULES.register("Cast")
+def _cast(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    src, to = info._input(scope, node, 0), _attr(node, "to")
+    if src is None or to not in _INT_TYPES:
+        return None
+    return Partial(to, src.scalar, src.elems)
+
+
+@PARTIAL_RULES.register("Gather")
+def _gather(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    data, idx = info._input(scope, node, 0), info._input(scope, node, 1)
+    if data is None or idx is None or data.scalar or _attr(node, "axis", 0) not in (0, -1) or not idx.is_static():
+        return None
+    n = len(data.elems)
+    indices = [i for i in idx.elems if isinstance(i, int)]
+    return Partial(data.dtype, idx.scalar, tuple(data.elems[i + n if i < 0 else i] for i in indices))
+
+
+@PARTIAL_RULES.register("Slice", until=9)
+def _slice_attributes(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    data = info._input(scope, node, 0)
+    if data is None or data.scalar:
+        return None
+    starts, ends = tuple(_attr(node, "starts", [])), tuple(_attr(node, "ends", []))
+    return _slice_1d(data, starts, ends, tuple(_attr(node, "axes", [0])), (1,))
+
+
+@PARTIAL_RULES.register("Slice", since=10)
+def _slice_inputs(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    data = info._input(scope, node, 0)
+    if data is None or data.scalar or len(node.input) < 3:
+        return None
+    operands = [info._input(scope, node, i) if i < len(node.input) and node.input[i] else None for i in range(1, 5)]
+    starts, ends, axes, steps = operands
+    given = [i < len(node.input) and bool(node.input[i]) for i in range(1, 5)]
+    if any(g and p is None for g, p in zip(given, operands, strict=True)):
+        return None
+    if starts is None or ends is None or not all(p is None or p.is_static() for p in operands):
+        return None
+    return _slice_1d(
+        data,
+        starts.elems,
+        ends.elems,
+        axes.elems if axes is not None else (0,),
+        steps.elems if steps is not None else (1,),
+    )
+
+
+def _slice_1d(data: Partial, s: tuple, e: tuple, ax: tuple, st: tuple) -> Partial | None:
+    if len(s) != 1 or len(e) != 1 or tuple(ax) not in ((0,), (-1,)) or len(st) != 1 or st[0] == 0:
+        return None
+    return Partial(data.dtype, False, tuple(data.elems[slice(s[0], e[0], st[0])]))
+
+
+@PARTIAL_RULES.register("Concat")
+def _concat(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    parts = [info._input(scope, node, i) for i in range(len(node.input))]
+    if any(p is None or p.scalar for p in parts) or _attr(node, "axis", 0) not in (0, -1):
+        return None
+    elems: tuple[Elem, ...] = ()
+    for p in parts:
+        assert p is not None
+        elems += p.elems
+    first = parts[0]
+    assert first is not None
+    return Partial(first.dtype, False, elems)
+
+
+@PARTIAL_RULES.register("Unsqueeze")
+def _unsqueeze(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    src = info._input(scope, node, 0)
+    return None if src is None or not src.scalar else Partial(src.dtype, False, src.elems)
+
+
+@PARTIAL_RULES.register("Squeeze")
+def _squeeze(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    src = info._input(scope, node, 0)
+    return None if src is None or src.scalar or len(src.elems) != 1 else Partial(src.dtype, True, src.elems)
+
+
+_ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}
+
+
+@PARTIAL_RULES.register("Add", "Sub", "Mul", "Div")
+def _arithmetic(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    a, b = info._input(scope, node, 0), info._input(scope, node, 1)
+    if a is None or b is None or not (a.is_static() and b.is_static()):
+        return None
+    arr = _ARITHMETIC.get(node.op_type, _int_div)(a.array(), b.array())
+    return Partial(a.dtype, arr.ndim == 0, tuple(int(v) for v in np.asarray(arr).reshape(-1)))
 
 
 def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
