@@ -10,6 +10,8 @@ node stays. Each pass is one walk over the nodes in topological order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from onnx import AttributeProto, NodeProto, TensorProto
 
@@ -18,6 +20,7 @@ from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import declared_nbytes, is_external
 from graphsurgeon.core.index import Scope
 from graphsurgeon.core.order import ordered_nodes
+from graphsurgeon.core.rules import OpRules
 from graphsurgeon.verbs.fold.plan import RANDOM_OPS
 from graphsurgeon.verbs.fold.shapes import Partial, ShapeInfo, _attr
 
@@ -88,91 +91,156 @@ def _same(a, b) -> bool:
 
 
 # -- no-op detection -------------------------------------------------------------------------------------
-def passthrough(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:  # noqa: C901
+NoopRule = Callable[[Editor, ShapeInfo, Scope, NodeProto], "int | None"]
+NOOP_RULES: OpRules[NoopRule] = OpRules()  # op -> which input the node passes through unchanged, or None
+_MULTI_OUTPUT = {"Identity", "Dropout", "Split"}  # rules that judge their extra outputs themselves
+
+
+def passthrough(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
     """The index of the input a node passes through unchanged, or None if it is not a no-op."""
     if node.domain not in _STANDARD or not node.input or not node.input[0] or not node.output:
         return None
-    op = node.op_type
-    x = node.input[0]
-    extra_outputs_used = any(o and (scope.readers(o) or o in scope.outputs) for o in node.output[1:])
-    if op == "Identity":
-        return 0
-    if op == "Dropout":
-        if extra_outputs_used:
-            return None
-        if _attr(node, "is_test", 1) == 0 and model.opset_version() is not None and model.opset_version() < 7:
-            return None
-        if len(node.input) > 2 and node.input[2]:
-            mode = small_constant(model, scope, node.input[2])
-            if mode is None or bool(mode.reshape(-1)[0]):
-                return None
-        return 0
-    if extra_outputs_used or len(node.output) != 1:
-        if op == "Split" and len(node.output) == 1:
-            pass
-        else:
-            return None
-    out = node.output[0]
-    if op == "Cast":
-        to, src = _attr(node, "to"), shapes.elem_type(scope, x)
-        return 0 if _same(to, src) else None
-    if op == "CastLike" and len(node.input) > 1:
-        return 0 if _same(shapes.elem_type(scope, x), shapes.elem_type(scope, node.input[1])) else None
-    if op in ("Sum", "Max", "Min", "Mean", "Concat") and len([i for i in node.input if i]) == 1:
-        return 0
-    if op == "Transpose":
-        perm = _attr(node, "perm")
-        if perm is None:
-            dims = shapes.dims(scope, x)
-            return 0 if dims is not None and len(dims) <= 1 else None
-        return 0 if list(perm) == list(range(len(perm))) else None
-    dims = shapes.symbolic_dims(scope, x)
-    if dims is None:
+    rule = NOOP_RULES.lookup(node.op_type, model.opset_version())
+    if rule is None:
         return None
-    if op == "Reshape" and len(node.input) > 1:
-        target = _target(model, shapes, scope, node.input[1])
-        if target is None or len(target) != len(dims):
-            return None
-        allowzero = _attr(node, "allowzero", 0)
-        minus = sum(1 for t in target if t == -1)
-        if minus > 1:
-            return None
-        for t, d in zip(target, dims, strict=True):
-            if t == -1 or (t == 0 and not allowzero) or _same(t, d):
-                continue
-            return None
-        return 0
-    if op == "Expand" and len(node.input) > 1:
-        target = _target(model, shapes, scope, node.input[1])
-        if target is None or len(target) > len(dims):
-            return None
-        for t, d in zip(reversed(target), reversed(dims), strict=False):
-            if t == 1 or _same(t, d):
-                continue
-            return None
-        return 0
-    if op == "Tile" and len(node.input) > 1:
-        reps = small_constant(model, scope, node.input[1])
-        return 0 if reps is not None and reps.size == len(dims) and np.all(reps == 1) else None
-    if op == "Unsqueeze":
-        axes = _attr(node, "axes") if len(node.input) < 2 else small_constant(model, scope, node.input[1])
-        return 0 if axes is not None and np.asarray(axes).size == 0 else None
-    if op == "Squeeze":
-        axes = _attr(node, "axes") if len(node.input) < 2 else small_constant(model, scope, node.input[1])
-        if axes is not None and np.asarray(axes).size == 0 and len(node.input) >= 2:
-            static = shapes.dims(scope, x)
-            return 0 if static is not None and all(d is not None and d != 1 for d in static) else None
+    if node.op_type not in _MULTI_OUTPUT and (len(node.output) != 1 or _extra_outputs_used(scope, node)):
         return None
-    if op == "Pad" and len(node.input) > 1:
-        pads = small_constant(model, scope, node.input[1])
-        return 0 if pads is not None and pads.size and np.all(pads == 0) else None
-    if op == "Split" and len(node.output) == 1:
-        return 0
-    if op == "Slice" and len(node.input) >= 3:
-        return _slice_noop(model, shapes, scope, node, dims)
-    if op in ("Add", "Sub", "Mul", "Div") and len(node.input) == 2:
-        return _arith_noop(model, shapes, scope, node, dims, out)
+    return rule(model, shapes, scope, node)
+
+
+def _extra_outputs_used(scope: Scope, node: NodeProto) -> bool:
+    return any(o and (scope.readers(o) or o in scope.outputs) for o in node.output[1:])
+
+
+@NOOP_RULES.register("Identity")
+def _identity(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    return 0
+
+
+@NOOP_RULES.register("Dropout")
+def _dropout(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    if _extra_outputs_used(scope, node):
+        return None
+    opset = model.opset_version()
+    if _attr(node, "is_test", 1) == 0 and opset is not None and opset < 7:
+        return None
+    if len(node.input) > 2 and node.input[2]:
+        mode = small_constant(model, scope, node.input[2])
+        if mode is None or bool(mode.reshape(-1)[0]):
+            return None
+    return 0
+
+
+@NOOP_RULES.register("Split")
+def _split(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    return 0 if len(node.output) == 1 else None
+
+
+@NOOP_RULES.register("Cast")
+def _cast(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    return 0 if _same(_attr(node, "to"), shapes.elem_type(scope, node.input[0])) else None
+
+
+@NOOP_RULES.register("CastLike")
+def _cast_like(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    if len(node.input) < 2:
+        return None
+    return 0 if _same(shapes.elem_type(scope, node.input[0]), shapes.elem_type(scope, node.input[1])) else None
+
+
+@NOOP_RULES.register("Sum", "Max", "Min", "Mean", "Concat")
+def _single_operand(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    return 0 if len([i for i in node.input if i]) == 1 else None
+
+
+@NOOP_RULES.register("Transpose")
+def _transpose(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    perm = _attr(node, "perm")
+    if perm is None:
+        dims = shapes.dims(scope, node.input[0])
+        return 0 if dims is not None and len(dims) <= 1 else None
+    return 0 if list(perm) == list(range(len(perm))) else None
+
+
+@NOOP_RULES.register("Reshape")
+def _reshape(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    dims = shapes.symbolic_dims(scope, node.input[0])
+    if dims is None or len(node.input) < 2:
+        return None
+    target = _target(model, shapes, scope, node.input[1])
+    if target is None or len(target) != len(dims) or sum(1 for t in target if t == -1) > 1:
+        return None
+    allowzero = _attr(node, "allowzero", 0)
+    same = all(t == -1 or (t == 0 and not allowzero) or _same(t, d) for t, d in zip(target, dims, strict=True))
+    return 0 if same else None
+
+
+@NOOP_RULES.register("Expand")
+def _expand(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    dims = shapes.symbolic_dims(scope, node.input[0])
+    if dims is None or len(node.input) < 2:
+        return None
+    target = _target(model, shapes, scope, node.input[1])
+    if target is None or len(target) > len(dims):
+        return None
+    same = all(t == 1 or _same(t, d) for t, d in zip(reversed(target), reversed(dims), strict=False))
+    return 0 if same else None
+
+
+@NOOP_RULES.register("Tile")
+def _tile(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    dims = shapes.symbolic_dims(scope, node.input[0])
+    if dims is None or len(node.input) < 2:
+        return None
+    reps = small_constant(model, scope, node.input[1])
+    return 0 if reps is not None and reps.size == len(dims) and np.all(reps == 1) else None
+
+
+def _axes_operand(model: Editor, scope: Scope, node: NodeProto) -> object:
+    return _attr(node, "axes") if len(node.input) < 2 else small_constant(model, scope, node.input[1])
+
+
+@NOOP_RULES.register("Unsqueeze")
+def _unsqueeze(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    if shapes.symbolic_dims(scope, node.input[0]) is None:
+        return None
+    axes = _axes_operand(model, scope, node)
+    return 0 if axes is not None and np.asarray(axes).size == 0 else None
+
+
+@NOOP_RULES.register("Squeeze")
+def _squeeze(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    if shapes.symbolic_dims(scope, node.input[0]) is None:
+        return None
+    axes = _axes_operand(model, scope, node)
+    if axes is not None and np.asarray(axes).size == 0 and len(node.input) >= 2:
+        static = shapes.dims(scope, node.input[0])
+        return 0 if static is not None and all(d is not None and d != 1 for d in static) else None
     return None
+
+
+@NOOP_RULES.register("Pad")
+def _pad(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    if shapes.symbolic_dims(scope, node.input[0]) is None or len(node.input) < 2:
+        return None
+    pads = small_constant(model, scope, node.input[1])
+    return 0 if pads is not None and pads.size and np.all(pads == 0) else None
+
+
+@NOOP_RULES.register("Slice")
+def _slice(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    dims = shapes.symbolic_dims(scope, node.input[0])
+    if dims is None or len(node.input) < 3:
+        return None
+    return _slice_noop(model, shapes, scope, node, dims)
+
+
+@NOOP_RULES.register("Add", "Sub", "Mul", "Div")
+def _arithmetic(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    dims = shapes.symbolic_dims(scope, node.input[0])
+    if dims is None or len(node.input) != 2:
+        return None
+    return _arith_noop(model, shapes, scope, node, dims, node.output[0])
 
 
 def _slice_noop(model, shapes, scope, node, dims) -> int | None:
@@ -292,7 +360,7 @@ def eliminate_common_subexpressions(model: Editor) -> int:
         protected = set(scope.outputs)
         if not scope.is_function:
             seen_init: dict[tuple, str] = {}
-            for tensor in scope.container.initializer:
+            for tensor in scope.graph.initializer:
                 if tensor.name in scope.inputs or tensor.name in protected or is_external(tensor):
                     continue
                 if tensor.ByteSize() > 4096 or tensor.data_type == TensorProto.STRING:
@@ -301,12 +369,12 @@ def eliminate_common_subexpressions(model: Editor) -> int:
                 probe.CopyFrom(tensor)
                 probe.name = ""
                 probe.doc_string = ""
-                key = (probe.SerializeToString(deterministic=True),)
-                if key in seen_init:
-                    aliases.add(tensor.name, seen_init[key])
+                init_key = (probe.SerializeToString(deterministic=True),)
+                if init_key in seen_init:
+                    aliases.add(tensor.name, seen_init[init_key])
                     merged += 1
                 else:
-                    seen_init[key] = tensor.name
+                    seen_init[init_key] = tensor.name
         seen: dict[tuple, NodeProto] = {}
         dead: list[NodeProto] = []
         for node in ordered_nodes(scope):
@@ -438,12 +506,12 @@ def fuse_layout_chains(model: Editor, shapes: ShapeInfo) -> int:
             if ids is None or sorted(i for i in ids if i is not None) != list(range(len(dims))) or None in ids:
                 continue
             head = chain[0]
-            source = head.input[0]
+            source_name = head.input[0]
             for link in chain[:-1]:
                 dead.append(link)
                 gone.add(id(link))
             last = chain[-1]
-            model.set_node_inputs(last, [source])
+            model.set_node_inputs(last, [source_name])
             model.set_op(last, "Transpose")
             model.replace_attributes(last, {"perm": [int(i) for i in ids]})
             changed += len(chain) - 1
