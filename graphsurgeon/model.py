@@ -59,7 +59,7 @@ class Model(Editor):
         index = self.index
         where = str(self.path) if self.path is not None else "in memory"
         main = index.main
-        inputs = ", ".join(f"{n}: {format_type(main.inputs[n].type)}" for n in self.graph_inputs[:4] if main.inputs[n])
+        inputs = ", ".join(f"{n}: {format_type(vi.type)}" for n in self.graph_inputs[:4] if (vi := main.inputs[n]))
         outputs = ", ".join(f"{n}: {format_type(v.type)}" for n, v in list(main.outputs.items())[:4] if v)
         nodes = sum(len(list(s.nodes)) for s in index.scopes)
         opset = self.opset_version()

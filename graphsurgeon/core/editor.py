@@ -25,7 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from onnx import ModelProto, NodeProto, SparseTensorProto, TensorProto, ValueInfoProto, helper, numpy_helper
+from onnx import (
+    FunctionProto,
+    GraphProto,
+    ModelProto,
+    NodeProto,
+    SparseTensorProto,
+    TensorProto,
+    ValueInfoProto,
+    helper,
+    numpy_helper,
+)
 
 from graphsurgeon.core import io
 from graphsurgeon.core.changes import ChangeLog
@@ -64,7 +74,9 @@ def _open_proto(
 
 def tensor_dtype(dtype: DType) -> int:
     """An ONNX element type from a TensorProto enum, a name ("float", "int64") or a numpy dtype."""
-    if isinstance(dtype, int) and not isinstance(dtype, bool):
+    if isinstance(dtype, bool):  # an int to Python, but no element type
+        raise GraphSurgeonError(f"unknown element type {dtype!r}")
+    if isinstance(dtype, int):
         return dtype
     if isinstance(dtype, str) and hasattr(TensorProto, dtype.upper()):
         return int(getattr(TensorProto, dtype.upper()))
@@ -85,6 +97,8 @@ class Editor:
         self.notes: list[str] = []  # why a verb changed nothing, or what it left alone
         # a new graph input -> how to read the value the original model had there (for --verify)
         self.interface_defaults: dict[str, Callable[[], np.ndarray]] = {}
+        # a graph input or output renamed: original name -> new name (so --verify pairs them up)
+        self.interface_renames: dict[str, str] = {}
         self.progress: Progress = SILENT  # long work reports here (the CLI draws it on stderr)
         self._index: ModelIndex | None = None
         self._quiet = 0
@@ -345,6 +359,38 @@ class Editor:
             self.record("removed", "opset import", domain)
         io.remove_where(self._proto.opset_import, lambda o: o.domain in domains)
 
+    def add_opset_import(self, domain: str, version: int) -> None:
+        """Import an operator set (a domain already imported at another version is refused)."""
+        current = self.opset_version(domain)
+        if current == version:
+            return
+        if current is not None:
+            raise RewriteError(f"the model already imports domain {domain or 'ai.onnx'!r} at version {current}")
+        self._proto.opset_import.append(helper.make_opsetid(domain, version))
+        self.record("added", "opset import", domain or "ai.onnx", f"version {version}")
+
+    def add_function(self, function: FunctionProto) -> None:
+        """Add a model-local function (a copy); one with the same domain, name and overload is refused."""
+        key = (function.domain, function.name, getattr(function, "overload", ""))
+        if key in self.index.functions:
+            raise RewriteError(f"the model already has a function {function.domain}::{function.name}")
+        self._proto.functions.add().CopyFrom(function)
+        self._reindex()
+        self.record("added", "function", f"{function.domain}::{function.name}")
+
+    def rename_node_output(self, node: NodeProto, index: int, new: str) -> None:
+        """Give a node's output `index` a new name where it is produced, leaving its readers (and graph
+        outputs) on the old name: for a caller that makes another node produce the old name next."""
+        scope = self.scope_of(node)
+        old = node.output[index]
+        if not old or scope.resolve(new) is not None:
+            raise RewriteError(f"cannot rename output {old!r} of {describe(scope, node)} to {new!r}")
+        node.output[index] = new
+        if scope.producer.get(old) is node:
+            del scope.producer[old]
+        scope.producer[new] = node
+        self.record("renamed", "tensor", old, f"now {new!r} where {node.name or node.op_type} produces it")
+
     def remove_value_info(self, names: set[str], *, scope: Scope | None = None) -> None:
         scope = scope or self.index.main
         for name in sorted(names):
@@ -355,7 +401,7 @@ class Editor:
         scope = scope or self.index.main
         for name in sorted(names):
             self.record("removed", "sparse initializer", name)
-        io.remove_where(scope.container.sparse_initializer, lambda s: s.values.name in names)
+        io.remove_where(scope.graph.sparse_initializer, lambda s: s.values.name in names)
         for name in names:
             scope.sparse_initializers.pop(name, None)
 
@@ -532,6 +578,68 @@ class Editor:
             self.replace_uses({old: new}, scope=home)
         self.record("renamed", "tensor", old, f"now {new!r}")
 
+    def tensor_names(self, *, function: tuple[str, str, str] | None = None) -> set[str]:
+        """Every tensor name of a namespace: the main graph with its subgraphs and training graphs (default),
+        or one model-local function (domain, name, overload) with its subgraphs."""
+        names: set[str] = set()
+        for container in _namespace(self._proto, function):
+            names.update(container.input if isinstance(container, FunctionProto) else ())
+            names.update(container.output if isinstance(container, FunctionProto) else ())
+            for node in container.node:
+                names.update(node.input)
+                names.update(node.output)
+            if isinstance(container, GraphProto):
+                names.update(vi.name for vi in (*container.input, *container.output, *container.value_info))
+                names.update(t.name for t in container.initializer)
+                names.update(s.values.name for s in container.sparse_initializer)
+            else:
+                names.update(vi.name for vi in getattr(container, "value_info", ()))
+        names.discard("")
+        return names
+
+    def rename_tensors(self, mapping: Mapping[str, str], *, function: tuple[str, str, str] | None = None) -> None:
+        """Rename tensors everywhere in a namespace (see :meth:`tensor_names`) in one linear pass.
+
+        Every occurrence of a name is renamed (definitions, reads, graph inputs and outputs, value_info,
+        initializers, quantization annotations, training bindings), so as long as the mapping stays one-to-one
+        over the namespace's names (the caller checks: a swap is fine) every read still finds its definition.
+        """
+        renames = {old: new for old, new in mapping.items() if old and old != new}
+        if not renames:
+            return
+
+        def fix(repeated: Any) -> None:
+            for i, name in enumerate(repeated):
+                if name in renames:
+                    repeated[i] = renames[name]
+
+        for container in _namespace(self._proto, function):
+            for node in container.node:
+                fix(node.input)
+                fix(node.output)
+            if isinstance(container, FunctionProto):
+                fix(container.input)
+                fix(container.output)
+            infos = list(getattr(container, "value_info", ()))
+            if isinstance(container, GraphProto):
+                infos += [*container.input, *container.output]
+                for tensor in (*container.initializer, *(s.values for s in container.sparse_initializer)):
+                    tensor.name = renames.get(tensor.name, tensor.name)
+                for annotation in container.quantization_annotation:
+                    annotation.tensor_name = renames.get(annotation.tensor_name, annotation.tensor_name)
+                    for entry in annotation.quant_parameter_tensor_names:
+                        entry.value = renames.get(entry.value, entry.value)
+            for info in infos:
+                info.name = renames.get(info.name, info.name)
+        if function is None:
+            for training in self._proto.training_info:
+                for binding in (*training.initialization_binding, *training.update_binding):
+                    binding.key = renames.get(binding.key, binding.key)
+                    binding.value = renames.get(binding.value, binding.value)
+        self._reindex()
+        for old, new in renames.items():
+            self.record("renamed", "tensor", old, f"now {new!r}")
+
     def add_initializer(self, name: str, value: np.ndarray | TensorProto, *, scope: Scope | None = None) -> TensorProto:
         """Add a constant tensor (a TensorProto is copied as it is, external data references included).
 
@@ -551,7 +659,7 @@ class Editor:
 
     def add_sparse_initializer(self, sparse: SparseTensorProto, *, scope: Scope | None = None) -> None:
         scope = scope or self.index.main
-        added = scope.container.sparse_initializer.add()
+        added = scope.graph.sparse_initializer.add()
         added.CopyFrom(sparse)
         scope.sparse_initializers[added.values.name] = added
         self.record("added", "sparse initializer", added.values.name)
@@ -701,6 +809,21 @@ class Editor:
         self._unsaved_data.clear()
         self.path = target
         return target
+
+
+def _namespace(model: ModelProto, function: tuple[str, str, str] | None) -> Iterator[GraphProto | FunctionProto]:
+    """The containers sharing one tensor namespace: the main graph, its subgraphs and the training graphs;
+    or a function body and its subgraphs."""
+    from graphsurgeon.core.walk import graphs_under, node_subgraphs
+
+    if function is None:
+        yield from graphs_under(model.graph)
+        for info in model.training_info:
+            yield from graphs_under(info.initialization, info.algorithm)
+        return
+    body = next(f for f in model.functions if (f.domain, f.name, getattr(f, "overload", "")) == function)
+    yield body
+    yield from graphs_under(*(g for node in body.node for _, g in node_subgraphs(node)))
 
 
 def _type_text(info: ValueInfoProto) -> str:

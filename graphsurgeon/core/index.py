@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 from onnx import FunctionProto, GraphProto, ModelProto, NodeProto, SparseTensorProto, TensorProto, ValueInfoProto
 
@@ -41,7 +42,7 @@ class Scope:
         self.inputs: dict[str, ValueInfoProto | None] = {}
         self.outputs: dict[str, ValueInfoProto | None] = {}
         self.free_names: set[str] = set()
-        if self.is_function:
+        if isinstance(container, FunctionProto):
             self.inputs = dict.fromkeys(container.input)
             self.outputs = dict.fromkeys(container.output)
             self.value_info = {vi.name: vi for vi in getattr(container, "value_info", [])}
@@ -60,8 +61,14 @@ class Scope:
         return self.container.node
 
     @property
+    def graph(self) -> GraphProto:
+        """The container of a graph scope (main graph or subgraph), for what a function body does not have
+        (initializers, sparse initializers, inputs and outputs as ValueInfoProto): check :attr:`is_function` first."""
+        return cast(GraphProto, self.container)
+
+    @property
     def name(self) -> str:
-        if self.is_function:
+        if isinstance(self.container, FunctionProto):
             return f"function {self.container.domain}::{self.container.name}"
         if self.owner is None:
             return f"graph {self.container.name!r}"
@@ -131,16 +138,18 @@ class Scope:
         scope: Scope = self
         while scope.parent is not None and not scope.defines(name) and name not in scope.free_names:
             scope.free_names.add(name)
+            owner = scope.owner
+            assert owner is not None  # a scope with a parent is a subgraph, held by a node
             readers = scope.parent.implicit_consumers[name]
-            if not any(n is scope.owner for n in readers):
-                readers.append(scope.owner)
+            if not any(n is owner for n in readers):
+                readers.append(owner)
             scope = scope.parent
 
     def remove_initializers(self, names: set[str]) -> None:
         """Drop the named initializers in one pass over the repeated field."""
         if not names:
             return
-        remove_where(self.container.initializer, lambda t: t.name in names)
+        remove_where(self.graph.initializer, lambda t: t.name in names)
         for name in names:
             self.initializers.pop(name, None)
 
@@ -168,19 +177,19 @@ class Scope:
             self._release(name)
 
     def add_input(self, value_info: ValueInfoProto) -> ValueInfoProto:
-        added = self.container.input.add()
+        added = self.graph.input.add()
         added.CopyFrom(value_info)
         self.inputs[added.name] = added
         return added
 
     def add_initializer(self, tensor: TensorProto) -> TensorProto:
-        added = self.container.initializer.add()
+        added = self.graph.initializer.add()
         added.CopyFrom(tensor)
         self.initializers[added.name] = added
         return added
 
     def add_output(self, value_info: ValueInfoProto) -> ValueInfoProto:
-        added = self.container.output.add()
+        added = self.graph.output.add()
         added.CopyFrom(value_info)
         self.outputs[added.name] = added
         self._acquire(added.name)
@@ -213,7 +222,7 @@ class Scope:
 
     def rename_output(self, old: str, new: str) -> None:
         """A subgraph output that named an outer value now names `new` (the outer value was renamed)."""
-        for vi in self.container.output:
+        for vi in self.graph.output:
             if vi.name == old:
                 vi.name = new
         if old in self.outputs:
@@ -234,7 +243,7 @@ class Scope:
         for table in (self.initializers, self.sparse_initializers):
             if old in table:
                 table[new] = table.pop(old)  # type: ignore[assignment]
-        if self.is_function:
+        if isinstance(self.container, FunctionProto):
             for repeated in (self.container.input, self.container.output):
                 for i, n in enumerate(repeated):
                     if n == old:
@@ -363,9 +372,9 @@ class ModelIndex:
             key_index.pop(old, None)
         key_index[new].append(node)
 
-    def snapshot(self) -> list[tuple]:
+    def snapshot(self) -> list[object]:
         """A comparable picture of every scope's indexes (tests check an edited index against a fresh one)."""
-        picture = []
+        picture: list[object] = []
         for scope in self.scopes:
             picture.append(
                 (

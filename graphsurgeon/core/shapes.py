@@ -109,9 +109,10 @@ def _relax(value_info: ValueInfoProto, inferred: TypeProto | None) -> bool:
     for axis, dim in enumerate(tensor_type.shape.dim):
         if not dim.HasField("dim_value"):
             continue
-        if known and known[axis] is not None:
-            if known[axis] != dim.dim_value:
-                dim.dim_value = known[axis]
+        known_value = known[axis] if known else None
+        if known_value is not None:
+            if known_value != dim.dim_value:
+                dim.dim_value = known_value
                 changed = True
             continue
         dim.dim_param = _symbolic_dim_name(value_info.name, axis)

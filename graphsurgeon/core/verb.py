@@ -44,7 +44,7 @@ class Opt:
 
     help: str
     metavar: str | None = None
-    positional: bool = False  # a second model path (diff A B), given without a flag on the CLI
+    positional: bool = False  # given without a flag: a second model path (diff A B), or a list (add-outputs M T...)
     size: bool = False  # an integer byte count: "1MiB", "512KB" and plain integers are accepted
     choices: tuple[str, ...] | None = None
     entry: Callable[[str], tuple[str, Any]] | None = None  # a mapping option: parses one "KEY:VALUE" spelling
@@ -104,14 +104,14 @@ class Option:
             return int
         for candidate in (base, *get_args(base)):
             if candidate in (int, float, str):
-                return candidate  # type: ignore[no-any-return]
+                return candidate
         return str
 
     def coerce(self, value: Any) -> Any:
         """The library's accepted spellings, normalized: one string for a list, a size with units, ..."""
         if value is None or (value is self.default and not self.required):
             return value
-        if self.opt.positional and not isinstance(value, str):  # another model: a path, or one already loaded
+        if self.opt.positional and self.kind != "list" and not isinstance(value, str):  # another model
             if isinstance(value, os.PathLike) or hasattr(value, "proto"):
                 return value
             raise OptionError(f"option {self.name!r} takes a model path or a loaded model, not {value!r}")

@@ -7,7 +7,7 @@ Graph inputs are the model's interface and are never removed. One linear pass.
 
 from __future__ import annotations
 
-from onnx import ModelProto
+from onnx import FunctionProto, ModelProto, NodeProto
 
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.index import ModelIndex, Scope
@@ -40,7 +40,7 @@ class _Liveness:
         self.live_nodes: set[int] = set()
         self.used_names: set[tuple[int, str]] = set()  # (id of the defining scope, name)
         self.used_functions: set[tuple[str, str, str]] = set()
-        self._work: list[tuple[Scope, object]] = []
+        self._work: list[tuple[Scope, NodeProto]] = []
 
     def need(self, scope: Scope, name: str) -> None:
         if not name:
@@ -90,7 +90,7 @@ def cleanup(ctx: Editor) -> None:
     live.run()
 
     for scope in list(index.scopes):
-        if scope.is_function:
+        if isinstance(scope.container, FunctionProto):
             key = _function_key(scope.container.domain, scope.container.name, getattr(scope.container, "overload", ""))
             if key not in live.used_functions:
                 continue
@@ -132,6 +132,7 @@ def _scope_is_live(scope: Scope, live: _Liveness) -> bool:
     while scope.owner is not None:
         if id(scope.owner) not in live.live_nodes:
             return False
+        assert scope.parent is not None  # a scope held by a node is a subgraph
         scope = scope.parent
     return True
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from io import BufferedReader
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any
 
 from onnx import AttributeProto, FunctionProto, NodeProto, TensorProto, helper, numpy_helper
 
@@ -137,6 +138,19 @@ def _nodes_by_key(nodes: Iterable[NodeProto]) -> dict[str, NodeProto]:
     return keyed
 
 
+def node_keys(nodes: Iterable[NodeProto]) -> list[tuple[str, str]]:
+    """Per node, in order: the key diff matches it by (as `_nodes_by_key`) and the label diff reports it as."""
+    nodes = list(nodes)
+    names: dict[str, int] = {}
+    for node in nodes:
+        names[node.name] = names.get(node.name, 0) + 1
+    return [
+        (node.name if node.name and names[node.name] == 1 else f"{node.op_type} -> {', '.join(node.output)}",)
+        + (_node_label(node),)
+        for node in nodes
+    ]
+
+
 def _attribute_value(attr: AttributeProto) -> str:
     if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
         return "(subgraph)"
@@ -190,7 +204,7 @@ class _Bytes:
     """A tensor's bytes, read `WINDOW` bytes at a time: a range of an external data file, or inline data."""
 
     def __init__(self, tensor: TensorProto, data_dir: Path | None):
-        self.file: BinaryIO | None = None
+        self.file: BufferedReader | None = None
         self.inline: memoryview | None = None
         self.where: tuple[Path, int, int] | None = None
         if is_external(tensor):
@@ -222,10 +236,10 @@ class _Bytes:
         if self.inline is not None:
             return self.inline[start : start + n]
         view = memoryview(buffer)[:n]
-        assert self.file is not None
+        assert self.file is not None and self.where is not None  # a file is opened only for an external range
         got = self.file.readinto(view)
         if got != n:
-            raise ExternalDataError(f"external data file {self.where[0]} ended early")  # type: ignore[index]
+            raise ExternalDataError(f"external data file {self.where[0]} ended early")
         return view
 
 

@@ -4,8 +4,9 @@ appended by a background thread to a new external data file), and compacting mos
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from onnx import TensorProto, helper
@@ -67,11 +68,16 @@ def _pwrite_all(fd: int, data, offset: int) -> None:
 class Materializer:
     """Turns folded values into TensorProtos: inline, or appended to a new external data file."""
 
+    # set by _open(), on the first append
+    _pool: ThreadPoolExecutor
+    _pending: list[Future[None]]
+    _end: int
+
     def __init__(self, model: Editor):
         self.model = model
         proto = model.proto
         self.external = model.external_data_dir is not None and any(is_external(t) for t in model_tensors(proto))
-        self._file = None
+        self._file: BinaryIO | None = None
         self._location: str | None = None
         self._path: Path | None = None
 
@@ -80,7 +86,7 @@ class Materializer:
         if not self.external or value.dtype == object or value.dtype.kind in "US" or value.nbytes < _EXTERNAL_THRESHOLD:
             return tensor_from_array(name, np.asarray(value))
         try:
-            offset = self.append_bytes(memoryview(value).cast("B"))
+            offset = self.append_bytes(value.data.cast("B"))  # value.data is memoryview(value)
         except (TypeError, ValueError):
             offset = self.append_bytes(value.tobytes())
         tensor = TensorProto()
@@ -105,6 +111,7 @@ class Materializer:
         """
         if self._file is None:
             self._open()
+        assert self._file is not None
         size = len(data) if not isinstance(data, memoryview) else data.nbytes
         offset = self._end
         if size >= 4096 and offset % 4096:

@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 
 import numpy as np
-from onnx import NodeProto, TensorProto
+from onnx import FunctionProto, NodeProto, TensorProto
 
 from graphsurgeon.core.constants import constant_tensor
 from graphsurgeon.core.editor import Editor
@@ -54,7 +54,7 @@ def run_round(
         while root.parent is not None:
             root = root.parent
         if id(root) not in evaluators:
-            if root.is_function:
+            if isinstance(root.container, FunctionProto):
                 evaluators[id(root)] = Evaluator(model.proto, opset_import=list(root.container.opset_import))
             else:
                 evaluators[id(root)] = Evaluator(model.proto)
@@ -83,7 +83,9 @@ def run_round(
                 entry = plan.fold.get(id(producer))
                 kind = entry[2] if entry is not None else "const"
                 if kind == "const":
-                    return reader.read(constant_tensor(producer, name))
+                    constant = constant_tensor(producer, name)
+                    assert constant is not None  # only Constants with a value are read as "const"
+                    return reader.read(constant)
                 if kind == "partial":
                     return _partial_value(plan, home, name)
                 raise KeyError(f"value {name!r} of {home.name} was not evaluated")  # a bug if reached
@@ -143,6 +145,7 @@ def run_round(
                     if plan.is_frontier(scope, name):
                         if kind == "const":
                             tensor = constant_tensor(node, name)
+                            assert tensor is not None  # planned "const" only when it has a value
                             materialized[(id(scope), name)] = tensor
                         else:
                             materialized[(id(scope), name)] = tensor_from_array(name, get(name))
@@ -193,9 +196,11 @@ def run_round(
                         on_failure(node, f"reads {bad!r}, which could not be folded")
                     else:
                         ready.append(node)
-                results = evaluator_for(scope).evaluate(
-                    ready, lambda n, scope=scope: plan.implicit(scope, n), get, needed_after, on_failure, get_tensor
-                )
+
+                def implicit(node: NodeProto, scope: Scope = scope) -> set[str]:
+                    return plan.implicit(scope, node)
+
+                results = evaluator_for(scope).evaluate(ready, implicit, get, needed_after, on_failure, get_tensor)
                 del ids
                 for name, value in results.items():
                     keep(name, value)
@@ -294,7 +299,7 @@ def _fingerprint(value: np.ndarray) -> bytes:
     """A cheap content key: a hash of the whole value when small, of 64 evenly spread 64-byte pieces otherwise."""
     raw = np.ascontiguousarray(value).view(np.uint8).reshape(-1)
     if raw.size <= 1 << 16:
-        return hashlib.blake2b(raw, digest_size=16).digest()
+        return hashlib.blake2b(raw.data, digest_size=16).digest()
     step = raw.size // 64
     pieces = b"".join(raw[i * step : i * step + 64].tobytes() for i in range(64)) + raw[-64:].tobytes()
     return hashlib.blake2b(pieces, digest_size=16).digest()

@@ -33,7 +33,7 @@ from graphsurgeon.core.shapes import _light_copy
 from graphsurgeon.core.walk import model_graphs
 
 _SMALL = 64  # largest integer constant (elements) tracked as a partial value
-_INT_TYPES = {TensorProto.INT64: np.int64, TensorProto.INT32: np.int32}
+_INT_TYPES: dict[int, type[np.integer]] = {TensorProto.INT64: np.int64, TensorProto.INT32: np.int32}
 
 
 def _static(dim) -> bool:
@@ -109,7 +109,7 @@ class ShapeInfo:
         """Declared value_info / inputs / outputs where inference said nothing; initializers exactly."""
         for scope in self.index.graph_scopes():
             types = self.types.setdefault(id(scope.container), {})
-            graph = scope.container
+            graph = scope.graph
             for vi in (*graph.input, *graph.value_info, *graph.output):
                 if vi.name not in types and vi.type.WhichOneof("value") is not None:
                     types[vi.name] = vi.type
@@ -117,7 +117,7 @@ class ShapeInfo:
                 types[t.name] = helper.make_tensor_type_proto(t.data_type, list(t.dims))
 
     def type_of(self, scope: Scope, name: str) -> TypeProto | None:
-        home = scope.resolve(name) or scope
+        home: Scope | None = scope.resolve(name) or scope
         while home is not None:
             found = self.types.get(id(home.container), {}).get(name)
             if found is not None:
@@ -144,6 +144,14 @@ class ShapeInfo:
             return None
         return [d.dim_value if _static(d) else None for d in t.tensor_type.shape.dim]
 
+    def static_dims(self, scope: Scope, name: str) -> list[int] | None:
+        """Dims when all are static; None otherwise."""
+        dims = self.dims(scope, name)
+        if dims is None:
+            return None
+        static = [d for d in dims if d is not None]
+        return static if len(static) == len(dims) else None
+
     def symbolic_dims(self, scope: Scope, name: str) -> list[Elem] | None:
         """Dims as ints or symbols (dim_param, else unique to this tensor and axis); None if rank unknown."""
         t = self.type_of(scope, name)
@@ -162,9 +170,9 @@ class ShapeInfo:
 
     def nbytes(self, scope: Scope, name: str) -> int | None:
         """Bytes of a tensor whose type and dims are all static; None otherwise."""
-        dims = self.dims(scope, name)
+        dims = self.static_dims(scope, name)
         elem = self.elem_type(scope, name)
-        if dims is None or elem is None or any(d is None for d in dims) or elem == TensorProto.STRING:
+        if dims is None or elem is None or elem == TensorProto.STRING:
             return None
         try:
             size = np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize
@@ -250,8 +258,8 @@ def _shape(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
 
 @PARTIAL_RULES.register("Size")
 def _size(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    dims = info.dims(scope, node.input[0])
-    if dims is None or any(d is None for d in dims):
+    dims = info.static_dims(scope, node.input[0])
+    if dims is None:
         return None
     return Partial(TensorProto.INT64, True, (int(np.prod(dims, dtype=np.int64)),))
 
