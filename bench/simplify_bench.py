@@ -7,6 +7,7 @@ onnxruntime on random inputs (rtol 1e-3, atol 1e-4); for the 2.3 GB model each t
 variant of the same graph, and that variant's outputs are compared.
 
     python bench/simplify_bench.py [--workdir /tmp/gs_bench] [--only synthetic,transformer_ts,...]
+        [--tools graphsurgeon,onnxsim,...] [--repeat N]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,7 +151,7 @@ def generate(name: str, workdir: Path) -> Path:
     return path
 
 
-def bench(name: str, workdir: Path) -> list[str]:
+def bench(name: str, workdir: Path, tools: list[str] | None = None, repeat: int = 1) -> list[str]:
     model = generate(name, workdir)
     size = sum(f.stat().st_size for f in model.parent.iterdir() if f.is_file())
     small = generate("big_small", workdir) if name == "big" else None
@@ -159,11 +161,22 @@ def bench(name: str, workdir: Path) -> list[str]:
         "|---|---:|---:|---:|---|",
     ]
     for tool in PER_WORKLOAD[name]:
+        if tools and not any(w.lower() in tool.lower() for w in tools):
+            continue
         out_dir = workdir / f"{name}.out" / tool.split()[0]
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
         out = out_dir / "model.onnx"
-        code, wall, rss, tail = run_measured(TOOLS[tool](str(model), str(out)))
+        walls, rsss = [], []
+        for _ in range(repeat):  # median wall, max peak RSS over the rounds
+            code, wall, rss, tail = run_measured(TOOLS[tool](str(model), str(out)))
+            walls.append(wall)
+            rsss.append(rss)
+            if code != 0 or wall >= 300:
+                break
+        wall, rss = statistics.median(walls), max(rsss)
+        if len(walls) > 1:
+            print(f"{name} / {tool}: walls {', '.join(f'{w:.2f}' for w in walls)} s", flush=True)
         if wall >= 300:
             rows.append(f"| {tool} | timed out | >300 | {rss / 1e6:,.0f} | killed after 300 s |")
             print(rows[-1], flush=True)
@@ -190,12 +203,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default="/tmp/gs_bench")
     parser.add_argument("--only", default="synthetic,transformer_ts,transformer_dynamo,big")
+    parser.add_argument("--tools", help="comma-separated words: run only the tools whose name contains one")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per tool (wall: median, RSS: max)")
     args = parser.parse_args()
+    tools = args.tools.split(",") if args.tools else None
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    report = [f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores (whole commands, one at a time)."]
+    report = [
+        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores (whole commands, one at a time; "
+        f"{args.repeat} run(s) per tool: wall is the median, RSS the max)."
+    ]
     for name in args.only.split(","):
-        report += bench(name, workdir)
+        report += bench(name, workdir, tools, args.repeat)
     print("\n".join(report))
 
 
