@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from onnx import ValueInfoProto
 
@@ -11,8 +11,10 @@ from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.format import format_type
 from graphsurgeon.core.stats import model_stats
 from graphsurgeon.core.units import format_bytes
-from graphsurgeon.core.verb import verb
+from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.core.walk import model_graphs, node_subgraphs
+from graphsurgeon.errors import GraphSurgeonError
+from graphsurgeon.verbs._inspect_listing import SHOW_CHOICES, Listing, listing
 
 
 @dataclass
@@ -39,11 +41,14 @@ class ModelReport:
     functions: list[str]
     subgraphs: list[str]
     metadata: dict[str, str] = field(default_factory=dict)
+    shown: Listing | None = None  # what `show` asked for: nodes, tensors or initializers, one row each
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def __str__(self) -> str:
+        if self.shown is not None:
+            return "\n".join(self.shown.lines())
         opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in self.opsets.items())
         lines = [f"IR version {self.ir_version}; opsets: {opsets}; producer: {self.producer or '-'}"]
         lines.append(f"inputs ({len(self.inputs)}):")
@@ -70,8 +75,25 @@ def _summaries(values: list[ValueInfoProto]) -> list[ValueSummary]:
 
 
 @verb(writes=False)
-def inspect(ctx: Editor) -> ModelReport:
-    """Summarize inputs, outputs, opsets, ops, weights, functions and subgraphs (weights are not read)."""
+def inspect(
+    ctx: Editor,
+    *,
+    show: Annotated[str | None, Opt("list one row per node, tensor or initializer", choices=SHOW_CHOICES)] = None,
+    op: Annotated[
+        str | None, Opt("with `show`: only nodes matching SEL (name, op type or glob), or their tensors", metavar="SEL")
+    ] = None,
+) -> ModelReport:
+    """Summarize inputs, outputs, opsets, ops, weights, functions and subgraphs (weights are not read).
+
+    `show` lists the names to pick for rename, add-outputs, extract and the like: every node (all scopes,
+    with op, inputs and outputs), every main-graph tensor (type from shape inference, producer, readers) or
+    every initializer (type, size, where its data is); `op` keeps the matching nodes, or the tensors they
+    read or write.
+    """
+    if op is not None and show is None:
+        raise GraphSurgeonError("`op` filters a listing: give `show` too (nodes, tensors or initializers)")
+    if show is not None and show not in SHOW_CHOICES:
+        raise GraphSurgeonError(f"`show` is one of {', '.join(SHOW_CHOICES)}, not {show!r}")
     proto = ctx.proto
     stats = model_stats(proto)
     subgraphs = [
@@ -97,4 +119,5 @@ def inspect(ctx: Editor) -> ModelReport:
         functions=[f"{f.domain}::{f.name} ({len(f.node)} nodes)" for f in proto.functions],
         subgraphs=subgraphs,
         metadata={p.key: p.value for p in proto.metadata_props},
+        shown=listing(ctx, show, op) if show is not None else None,
     )
