@@ -1,0 +1,103 @@
+"""freeze-input: a graph input becomes a constant (initializer), optionally folded; the inverse of promote-input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import graphsurgeon as gs
+from graphsurgeon.cli import main
+from graphsurgeon.errors import GraphSurgeonError
+from tests.conftest import outputs_match, run_ort
+from tests.test_promote_input import X, resize_model
+from tests.test_remove_node import diff_lines, run_cli_expecting_refusal, save
+
+
+def promoted() -> onnx.ModelProto:
+    return gs.load(resize_model().SerializeToString()).promote_input(node="Resize", attr="scales").proto
+
+
+def test_inverse_of_promote_input(tmp_path: Path):
+    path = save(promoted(), tmp_path / "m.onnx")
+    model = gs.load(path).freeze_input(input=["scales=1,1,3,3"])
+    proto = model.proto
+    assert [i.name for i in proto.graph.input] == ["x"] and [t.name for t in proto.graph.initializer] == ["scales"]
+    assert outputs_match(run_ort(proto, {"x": X}), run_ort(resize_model(), {"x": X}))
+    out = model.save(tmp_path / "out.onnx")
+    assert sorted(diff_lines(path, out)) == [("initializer", "added", "scales"), ("input", "removed", "scales")]
+
+
+def test_from_npy_and_fold(tmp_path: Path):
+    np.save(tmp_path / "x.npy", X)
+    proto = gs.load(resize_model().SerializeToString()).freeze_input(input=f"x={tmp_path / 'x.npy'}", fold=True).proto
+    assert not proto.graph.input and not proto.graph.node  # everything folded to the output
+    assert outputs_match(run_ort(proto, {}), run_ort(resize_model(), {"x": X}))
+
+
+def test_fold_summary_is_recorded():
+    model = gs.load(promoted().SerializeToString()).freeze_input(input=["scales=1,1,3,3"], fold=True)
+    assert any(c.action == "folded" and "folded" in c.detail for c in model.changes)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "message"),
+    [
+        ("nope=1", "no graph input 'nope'; its inputs: x, scales"),
+        ("scales=1,2", "needs 4 values, not 2"),
+        ("scales=a,b,c,d", "needs numbers"),
+        ("scales", "is not NAME=VALUE"),
+    ],
+)
+def test_refusals(spelling: str, message: str):
+    with pytest.raises(GraphSurgeonError, match=message):
+        gs.load(promoted().SerializeToString()).freeze_input(input=[spelling])
+
+
+def test_npy_of_the_wrong_shape_or_type(tmp_path: Path):
+    np.save(tmp_path / "bad.npy", np.zeros((2, 2), np.float32))
+    with pytest.raises(GraphSurgeonError, match="does not fit"):
+        gs.load(promoted().SerializeToString()).freeze_input(input=[f"scales={tmp_path / 'bad.npy'}"])
+    np.save(tmp_path / "s.npy", np.array(["a"] * 4))
+    with pytest.raises(GraphSurgeonError, match="does not convert"):
+        gs.load(promoted().SerializeToString()).freeze_input(input=[f"scales={tmp_path / 's.npy'}"])
+
+
+def test_symbolic_dims_need_a_file_unless_rank_1():
+    model = resize_model()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    with pytest.raises(GraphSurgeonError, match="no static shape"):
+        gs.load(model.SerializeToString()).freeze_input(input=["x=1,2"])
+
+
+def test_subgraph_reading_the_input_reads_the_constant():
+    then_graph = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["t"])],
+        "then",
+        [],
+        [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("If", ["c"], ["y"], then_branch=then_graph, else_branch=then_graph)],
+            "g",
+            [helper.make_tensor_value_info("c", TensorProto.BOOL, []), helper.make_tensor_value_info("x", 1, [2])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    proto = gs.load(model.SerializeToString()).freeze_input(input=["x=1.5,-2"]).proto
+    assert outputs_match(run_ort(proto, {"c": np.array(True)}), [np.array([-1.5, 2], np.float32)])
+
+
+def test_cli(tmp_path: Path, capsys):
+    path = save(promoted(), tmp_path / "m.onnx")
+    out = tmp_path / "out.onnx"
+    assert "needs 4 values" in run_cli_expecting_refusal(
+        ["freeze-input", str(path), "--input", "scales=1"], out, capsys
+    )
+    assert main(["freeze-input", str(path), "--input", "scales=1,1,3,3", "--fold", "-o", str(out)]) == 0
+    assert [i.name for i in onnx.load(out).graph.input] == ["x"]
