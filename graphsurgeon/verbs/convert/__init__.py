@@ -1,0 +1,1 @@
+"""Helpers shared by the model-level conversion verbs (to-fp16, retype, externalize, merge, ...)."""

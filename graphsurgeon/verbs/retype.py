@@ -1,0 +1,92 @@
+"""retype: a graph input or output takes another element type, with the Cast inside the model."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from onnx import helper
+
+from graphsurgeon.core.editor import Editor, tensor_dtype
+from graphsurgeon.core.format import dtype_name
+from graphsurgeon.core.verb import Opt, verb
+from graphsurgeon.errors import GraphSurgeonError, RewriteError
+
+
+def parse_name_dtype(text: str) -> tuple[str, int]:
+    """``NAME:DTYPE`` (the name may hold colons; the type is after the last one)."""
+    name, sep, dtype = text.rpartition(":")
+    if not sep or not name or not dtype:
+        raise RewriteError(f"expected NAME:DTYPE (e.g. input_ids:int32), not {text!r}")
+    try:
+        return name, tensor_dtype(dtype.strip())
+    except GraphSurgeonError:
+        raise RewriteError(f"{dtype!r} in {text!r} is not an element type (int32, uint8, float16, ...)") from None
+
+
+def _elem(info) -> int:
+    return info.type.tensor_type.elem_type if info is not None and info.type.HasField("tensor_type") else 0
+
+
+@verb(writes=True, preserves_meaning=False)
+def retype(
+    ctx: Editor,
+    *,
+    input: Annotated[
+        dict[str, int],
+        Opt("a graph input's new element type (repeatable)", metavar="NAME:DTYPE", entry=parse_name_dtype),
+    ] = {},  # noqa: B006
+    graph_output: Annotated[
+        dict[str, int],
+        Opt("a graph output's new element type (repeatable)", metavar="NAME:DTYPE", entry=parse_name_dtype),
+    ] = {},  # noqa: B006
+) -> None:
+    """Give graph inputs or outputs another element type (token ids int64 -> int32, images float -> uint8).
+
+    The interface names stay; a Cast inside the model turns the new input type into the one the model
+    computes with (and the computed output into the new output type). Narrowing casts wrap or round as
+    ONNX's Cast does: the caller feeds values that fit.
+    """
+    if not input and not graph_output:
+        raise RewriteError("give `input` or `graph_output` (NAME:DTYPE) to retype")
+    main = ctx.index.main
+    for name in input:
+        if name not in main.inputs or name in main.initializers:
+            raise RewriteError(f"the model has no graph input {name!r} (its inputs: {', '.join(ctx.graph_inputs)})")
+        if not _elem(main.inputs[name]):
+            raise RewriteError(f"graph input {name!r} is not a tensor of a known element type")
+    for name in graph_output:
+        if name not in main.outputs:
+            raise RewriteError(f"the model has no graph output {name!r} (its outputs: {', '.join(main.outputs)})")
+        if not _elem(main.outputs[name]) or main.producer.get(name) is None:
+            raise RewriteError(f"graph output {name!r} has no known element type or no producing node to cast")
+    names = ctx.names()
+    for name, dtype in input.items():
+        info = main.inputs[name]
+        assert info is not None  # checked above: a typed tensor
+        old = _elem(info)
+        if old == dtype:
+            ctx.note(f"graph input {name!r} is {dtype_name(dtype)} already")
+            continue
+        inside = names.fresh(f"{name}_{dtype_name(old)}")
+        ctx.replace_uses({name: inside})
+        cast = helper.make_node("Cast", [name], [inside], name=names.fresh(f"{name}_cast"), to=old)
+        ctx.insert_nodes(main, 0, [cast])
+        info.type.tensor_type.elem_type = dtype
+        ctx.record("retyped", "input", name, f"{dtype_name(old)} -> {dtype_name(dtype)}")
+    main = ctx.index.main  # inserting in front re-indexes
+    for name, dtype in graph_output.items():
+        info = main.outputs[name]
+        assert info is not None  # checked above: a typed tensor
+        old = _elem(info)
+        if old == dtype:
+            ctx.note(f"graph output {name!r} is {dtype_name(dtype)} already")
+            continue
+        producer = main.producer[name]
+        computed = names.fresh(f"{name}_{dtype_name(old)}")
+        ctx.rename_node_output(producer, list(producer.output).index(name), computed)
+        ctx.replace_uses({name: computed})
+        ctx.add_node("Cast", [computed], [name], name=names.fresh(f"{name}_cast"), attributes={"to": dtype})
+        info.type.tensor_type.elem_type = dtype
+        if name in main.value_info:
+            ctx.remove_value_info({name})
+        ctx.record("retyped", "output", name, f"{dtype_name(old)} -> {dtype_name(dtype)}")
