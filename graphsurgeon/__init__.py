@@ -20,6 +20,7 @@ from graphsurgeon.errors import (
     SelectorError,
 )
 from graphsurgeon.model import Model, load
+from graphsurgeon.recipe import Recipe, RecipeError, Step, StepError, apply
 from graphsurgeon.summary import Summary
 from graphsurgeon.verbs.check import CheckReport, Finding
 from graphsurgeon.verbs.inspect import ModelReport
@@ -39,9 +40,14 @@ __all__ = [
     "ModelLoadError",
     "ModelReport",
     "OutputComparison",
+    "Recipe",
+    "RecipeError",
     "RewriteError",
     "SaveError",
     "SelectorError",
+    "Step",
+    "StepError",
     "Summary",
+    "apply",
     "load",
 ]

@@ -17,7 +17,7 @@ def layer_of(module: str) -> int | None:
     parts = module.split(".")
     if parts[0] != "graphsurgeon":
         return None
-    if len(parts) == 1 or parts[1] in ("model", "summary"):
+    if len(parts) == 1 or parts[1] in ("model", "summary", "recipe"):
         return LAYERS.index("model")
     if parts[1] in ("core", "errors"):
         return LAYERS.index("core")
@@ -57,7 +57,9 @@ def upward_edges() -> list[str]:
             if imported.count(".") >= 2 and imported.rsplit(".", 1)[0] in ("graphsurgeon.core", "graphsurgeon.verbs"):
                 theirs = layer_of(imported)
             if theirs > mine:
-                problems.append(f"{path.relative_to(REPO)}:{line}: {LAYERS[mine]} imports {imported} ({LAYERS[theirs]})")
+                problems.append(
+                    f"{path.relative_to(REPO)}:{line}: {LAYERS[mine]} imports {imported} ({LAYERS[theirs]})"
+                )
     return problems
 
 
