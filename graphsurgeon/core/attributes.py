@@ -21,8 +21,8 @@ from onnx import AttributeProto, NodeProto, TensorProto, numpy_helper
 from graphsurgeon.errors import RewriteError
 
 A = AttributeProto
-_LIST_OF = {A.INTS: A.INT, A.FLOATS: A.FLOAT, A.STRINGS: A.STRING, A.TENSORS: A.TENSOR}
-_TYPE_NAMES = {
+_LIST_OF: dict[int, int] = {A.INTS: A.INT, A.FLOATS: A.FLOAT, A.STRINGS: A.STRING, A.TENSORS: A.TENSOR}
+_TYPE_NAMES: dict[int, str] = {
     A.INT: "int",
     A.FLOAT: "float",
     A.STRING: "string",
@@ -149,7 +149,8 @@ def parse_attributes(
             if name not in schema.attributes:
                 valid = ", ".join(sorted(schema.attributes)) or "none"
                 raise RewriteError(f"{where} has no attribute {name!r}; its attributes: {valid}")
-            kind = int(schema.attributes[name].type)
+            # onnx's stub declares AttrType as a plain class; at runtime it is an IntEnum
+            kind = int(schema.attributes[name].type)  # type: ignore[call-overload]
         else:
             kind = current.get(name) or guess_type(text)
         parsed[name] = convert(name, text, kind)

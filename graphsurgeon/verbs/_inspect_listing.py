@@ -53,7 +53,7 @@ def listing(ctx: Editor, show: str, op: str | None) -> Listing:
     main = ctx.index.main
     if show == "nodes":
         pairs = selected if selected is not None else list(ctx.index.find_nodes())
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "name": node.name,
                 "op": op_label(node.domain, node.op_type),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from onnx import NodeProto, helper
+from onnx import NodeProto, TensorProto, helper
 
 from graphsurgeon.core.constants import constant_tensor, is_constant_node
 from graphsurgeon.core.editor import Editor
@@ -34,7 +34,7 @@ def _to_initializers(ctx: Editor) -> int:
         if scope.is_function:
             skipped_functions += len(constants)
             continue
-        plan: list[tuple[NodeProto, object]] = []
+        plan: list[tuple[NodeProto, TensorProto]] = []
         for node in constants:
             tensor = constant_tensor(node)
             if tensor is None:  # sparse_value, or a function attribute reference
@@ -46,7 +46,7 @@ def _to_initializers(ctx: Editor) -> int:
         with ctx.quietly():
             ctx.remove_nodes([node for node, _ in plan], scope=scope)
             for node, tensor in plan:
-                ctx.add_initializer(node.output[0], tensor, scope=scope)  # type: ignore[arg-type]
+                ctx.add_initializer(node.output[0], tensor, scope=scope)
         converted += len(plan)
         ctx.changes.record(
             "converted", "constants", scope.display_name, f"{len(plan)} Constant node(s) -> initializer(s)"

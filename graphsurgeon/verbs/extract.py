@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from onnx import NodeProto, ValueInfoProto
+from onnx import NodeProto, TypeProto, ValueInfoProto
 
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.format import format_type
@@ -106,12 +106,8 @@ def extract(
     new_inputs = inputs or [name for name in original_inputs if name in reached]
     intermediate = [name for name in new_inputs if name not in main.inputs]
     types = inferred_types(ctx, [*intermediate, *(n for n in outputs if n not in main.outputs)])
-    input_infos = [
-        main.inputs[name] if name in main.inputs else value_info(name, types.get(name)) for name in new_inputs
-    ]
-    output_infos = [
-        main.outputs[name] if name in main.outputs else value_info(name, types.get(name)) for name in outputs
-    ]
+    input_infos = [_interface_info(main.inputs, name, types) for name in new_inputs]
+    output_infos = [_interface_info(main.outputs, name, types) for name in outputs]
     untyped = [info.name for info in (*input_infos, *output_infos) if not info.HasField("type")]
     if untyped:
         raise RewriteError(
@@ -154,9 +150,18 @@ def extract(
     ctx.remove_initializers(dead_constants & set(main.initializers), scope=main)
     ctx.remove_sparse_initializers(dead_constants & set(main.sparse_initializers), scope=main)
     used = _used_functions(ctx, kept_nodes)
-    unused = set(ctx.index.functions) - used
-    if unused:
-        ctx.remove_functions(unused)
+    unused_functions = set(ctx.index.functions) - used
+    if unused_functions:
+        ctx.remove_functions(unused_functions)
+
+
+def _interface_info(
+    recorded: dict[str, ValueInfoProto | None], name: str, types: dict[str, TypeProto]
+) -> ValueInfoProto:
+    """The main graph's own ValueInfoProto for `name` (a graph scope always records one), else one typed by
+    shape inference (untyped when inference found nothing)."""
+    info = recorded.get(name)
+    return info if info is not None else value_info(name, types.get(name))
 
 
 def _copy(info: ValueInfoProto) -> ValueInfoProto:

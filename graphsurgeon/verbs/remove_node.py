@@ -63,9 +63,10 @@ def _check(ctx: Editor, types: TypeLookup, scope: Scope, node: NodeProto, positi
     if read_others:
         raise RewriteError(f"cannot remove {where}: its other output(s) {read_others} are still read")
     source, out = node.input[position], node.output[0]
-    problem = shape_conflict(types.type_of(scope, source), types.type_of(scope, out))
+    source_type, out_type = types.type_of(scope, source), types.type_of(scope, out)
+    problem = shape_conflict(source_type, out_type)
     if problem is not None:
-        source_type, out_type = types.type_of(scope, source), types.type_of(scope, out)
+        assert source_type is not None and out_type is not None  # shape_conflict needs both types to find one
         raise RewriteError(
             f"cannot remove {where}: its readers expect {out!r} ({format_type(out_type)}) but input {position} "
             f"{source!r} is {format_type(source_type)} ({problem}); pick another input with `input`"

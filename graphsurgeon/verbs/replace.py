@@ -166,12 +166,15 @@ def replace(
     region = region_between(main, inputs, outputs)
     if name is not None and any(n not in region for n in index.by_name.get(name, ())):
         raise RewriteError(f"a node named {name!r} already exists outside the subgraph; pick another `name`")
-    existing = index.functions.get((domain, op, "")) if function is not None else None
-    if existing is not None and existing.container.SerializeToString() != function.SerializeToString():
-        raise RewriteError(f"the model already has a different function {domain}::{op}")
+    existing = None
+    if function is not None:
+        existing = index.functions.get((domain, op, ""))
+        if existing is not None and existing.container.SerializeToString() != function.SerializeToString():
+            raise RewriteError(f"the model already has a different function {domain}::{op}")
 
     dead_initializers, dead_constants = _dead_constants(main, region, inputs)
     if not standard:
+        assert opset is not None  # a custom domain's version defaults to 1 above
         ctx.add_opset_import(domain, opset)
     if function is not None and existing is None:
         ctx.add_function(function)

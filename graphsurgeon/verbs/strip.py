@@ -109,7 +109,7 @@ def _strip_dropout(ctx: Editor) -> tuple[int, int]:
     return removed, kept
 
 
-def _drop_if_unread(ctx: Editor, homes: list[tuple[str, object]], cache: dict[str, Any]) -> None:
+def _drop_if_unread(ctx: Editor, homes: list[tuple[str, GraphProto | FunctionProto]], cache: dict[str, Any]) -> None:
     """Remove the ratio/training_mode constants that only the removed Dropout read."""
     if not homes:
         return
