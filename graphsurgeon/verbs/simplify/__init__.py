@@ -2,7 +2,9 @@
 
 Each round: constant folding (with static and symbolic shape reasoning, If inlining; see fold_constants),
 no-op elimination (Identity, Dropout in inference, Cast to the same type, Reshape/Expand to the same shape,
-identity Transpose, whole-tensor Slice, zero Pad, x+0, x*1, ...), common-subexpression elimination (nodes
+identity Transpose, whole-tensor Slice, zero Pad, x+0, x*1, ...), fusions (layout chains, MatMul+Add -> Gemm,
+and the patterns in simplify/patterns/: Conv+BatchNormalization, Conv+bias Add, nested Ifs on one condition,
+Reshape targets in 0/-1 form, consecutive Slices), common-subexpression elimination (nodes
 and identical small initializers), then cleanup (dead nodes, initializers, value_info, functions). Rounds
 repeat until one changes nothing. Graph inputs, outputs, their names and the model's metadata are kept.
 `input_shape` ({name: dims} or "NAME:DIMS" strings) fixes symbolic input dims first, so shape arithmetic on them folds.
@@ -14,13 +16,13 @@ from collections import Counter
 from typing import Annotated
 
 from graphsurgeon.core.editor import Editor
-from graphsurgeon.core.stats import model_stats
 from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.errors import RewriteError
 from graphsurgeon.verbs.cleanup import cleanup
 from graphsurgeon.verbs.fold import DEFAULT_SIZE_LIMIT, fold
 from graphsurgeon.verbs.fold.report import FoldReport
 from graphsurgeon.verbs.fold.shapes import ShapeInfo
+from graphsurgeon.verbs.simplify.patterns import run_patterns
 from graphsurgeon.verbs.simplify.rewrites import (
     eliminate_common_subexpressions,
     eliminate_noops,
@@ -30,6 +32,7 @@ from graphsurgeon.verbs.simplify.rewrites import (
 )
 
 MAX_ROUNDS = 32
+_REVEALING = {"reshape_zero_minus_one", "nested_if"}  # patterns that make constants onnx's inference can use
 Dims = list[int | str | None]
 
 
@@ -56,36 +59,11 @@ def parse_input_shape(spec: str) -> tuple[str, Dims]:
 
 
 def fix_input_shapes(ctx: Editor, shapes: dict[str, Dims]) -> None:
-    graph = ctx.proto.graph
-    inputs = {vi.name: vi for vi in graph.input}
-    initializers = {t.name for t in graph.initializer}
-    for name, dims in shapes.items():
-        vi = inputs.get(name)
-        if vi is None or name in initializers:
-            real = [n for n in inputs if n not in initializers]
-            raise RewriteError(f"input shape: the model has no input {name!r}; its inputs are: {', '.join(real)}")
-        if vi.type.WhichOneof("value") != "tensor_type":
-            raise RewriteError(f"input shape: input {name!r} is not a tensor")
-        tensor_type = vi.type.tensor_type
-        if tensor_type.HasField("shape") and len(tensor_type.shape.dim) != len(dims):
-            raise RewriteError(
-                f"input shape: input {name!r} has rank {len(tensor_type.shape.dim)}, not {len(dims)} as given"
-            )
-        if tensor_type.HasField("shape"):
-            for dim, value in zip(tensor_type.shape.dim, dims, strict=True):
-                if isinstance(value, int) and dim.HasField("dim_value") and dim.dim_value != value:
-                    raise RewriteError(
-                        f"input shape: input {name!r} has the static dim {dim.dim_value} where {value} was given"
-                    )
-        tensor_type.ClearField("shape")
-        shape = tensor_type.shape
-        for value in dims:
-            d = shape.dim.add()
-            if isinstance(value, int):
-                d.dim_value = value
-            elif value is not None:
-                d.dim_param = value
-        ctx.record("set", "input shape", name, f"[{', '.join('?' if d is None else str(d) for d in dims)}]")
+    """Set input dims with set-shape's engine: constants that carried an old static dim follow the new one
+    (re-batching), or the edit is refused naming the node; declared shapes downstream are recomputed."""
+    from graphsurgeon.verbs.shape import change_shapes
+
+    change_shapes(ctx, inputs=shapes)
     _forget_stale_value_info(ctx)
 
 
@@ -100,8 +78,12 @@ def _forget_stale_value_info(model: Editor) -> None:
 
 
 def _size(model: Editor) -> tuple[int, int]:
-    stats = model_stats(model.proto)
-    return stats.node_count, stats.initializer_count
+    """Nodes and initializers in every graph and function (cheap: the index already holds them)."""
+    nodes = initializers = 0
+    for scope in model.index.scopes:
+        nodes += len(scope.container.node)
+        initializers += len(scope.initializers)
+    return nodes, initializers
 
 
 @verb(writes=True, preserves_meaning=True)
@@ -130,21 +112,31 @@ def simplify(
         fix_input_shapes(ctx, input_shape)
     total = FoldReport()
     noops = cse = rounds = fused = 0
+    applied: dict[str, int] = {}  # pattern -> times applied
     last: FoldReport | None = None
     mark = len(ctx.changes)
+    # Shape knowledge stays valid across meaning-preserving edits (a surviving name keeps its value), so it is
+    # computed once per round and again only when folding changed the model; the rewrites after folding can
+    # reveal more (a constant Reshape target, symbols merged by CSE), so a round that made any invalidates it.
+    shapes: ShapeInfo | None = None
     with ctx.quietly():
         for rounds in range(1, MAX_ROUNDS + 1):  # noqa: B007 - reported below
             before = _size(ctx)
-            report = fold(ctx, size_limit=size_limit)
+            shapes = shapes if shapes is not None else ShapeInfo(ctx)
+            report = fold(ctx, size_limit=size_limit, shapes=shapes)
             last = report
             total.folded += report.folded
             total.initializers += report.initializers
             total.ifs_inlined += report.ifs_inlined
             total.sessions += report.sessions
-            shapes = ShapeInfo(ctx)
+            if report.changed():
+                shapes = ShapeInfo(ctx)
             removed_noops = eliminate_noops(ctx, shapes)
-            declared = ShapeInfo(ctx, infer=False) if removed_noops else shapes
-            fused_now = fuse_layout_chains(ctx, declared) + fuse_matmul_add(ctx, declared)
+            fused_now = fuse_layout_chains(ctx, shapes) + fuse_matmul_add(ctx, shapes)
+            applied_now = run_patterns(ctx, shapes)
+            for name, count in applied_now.items():
+                applied[name] = applied.get(name, 0) + count
+                fused_now += count
             fused += fused_now
             removed_noops += fused_now
             merged = merge_equal_shape_values(ctx, shapes) if not removed_noops else 0
@@ -152,6 +144,10 @@ def simplify(
             noops += removed_noops
             cse += merged
             cleanup.__verb__.run(ctx)  # type: ignore[attr-defined]
+            if _REVEALING.intersection(applied_now):  # a new constant (Reshape target, condition): infer again
+                shapes = None
+            elif removed_noops or merged:  # rewires only: inferred types hold, partial values follow anew
+                shapes = ShapeInfo(ctx, reuse=shapes)
             if _size(ctx) == before and not (report.changed() or removed_noops or merged):
                 break
     del ctx.changes.records[mark:]  # folding's own per-node records: simplify reports in its own terms
@@ -165,9 +161,12 @@ def simplify(
         "",
         f"{start_count} -> {len(ctx.proto.graph.node)} nodes in the main graph after {rounds} round(s): "
         f"folded {total.folded} node(s) ({total.sessions} onnxruntime session(s)), inlined {total.ifs_inlined} "
-        f"If(s), removed {noops - fused} no-op(s), fused {fused} chain(s) (layout, MatMul+Add), "
+        f"If(s), removed {noops - fused} no-op(s), fused {fused} chain(s) (layout, MatMul+Add, patterns), "
         f"merged {cse} common subexpression(s)",
     )
+    if applied:
+        shown = ", ".join(f"{name} x{count}" for name, count in sorted(applied.items()))
+        ctx.changes.record("summary", "patterns", "", f"applied {shown}")
     if last is not None:
         for unfolded in last.unfolded:
             ctx.changes.record("left unfolded", "node", unfolded.name, unfolded.summary())
