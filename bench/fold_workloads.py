@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def synthetic(path: Path, blocks: int = 2223, width: int = 64) -> Path:
+def synthetic(path: Path, blocks: int = 2223, width: int = 64, opset: int = 17) -> Path:
+    """The shape-chain workload at `opset`: Unsqueeze takes its axes as an attribute before opset 13."""
     rng = np.random.default_rng(0)
+    axes_as_input = opset >= 13
     nodes, inits = [], []
     prev = "x"
     for i in range(blocks):
@@ -33,7 +35,9 @@ def synthetic(path: Path, blocks: int = 2223, width: int = 64) -> Path:
             helper.make_node("Add", [prev, f"m{i}"], [f"a{i}"], name=f"a{i}"),
             helper.make_node("Shape", [f"a{i}"], [f"s{i}"], name=f"s{i}"),
             helper.make_node("Gather", [f"s{i}", "zero"], [f"g{i}"], name=f"g{i}", axis=0),
-            helper.make_node("Unsqueeze", [f"g{i}", "axes0"], [f"u{i}"], name=f"u{i}"),
+            helper.make_node("Unsqueeze", [f"g{i}", "axes0"], [f"u{i}"], name=f"u{i}")
+            if axes_as_input
+            else helper.make_node("Unsqueeze", [f"g{i}"], [f"u{i}"], name=f"u{i}", axes=[0]),
             helper.make_node("Concat", [f"u{i}", "minus1"], [f"t{i}"], name=f"t{i}", axis=0),
             helper.make_node("Reshape", [f"a{i}", f"t{i}"], [f"r{i}"], name=f"r{i}"),
             helper.make_node("Mul", [f"r{i}", f"m{i}"], [f"y{i}"], name=f"y{i}"),
@@ -41,9 +45,10 @@ def synthetic(path: Path, blocks: int = 2223, width: int = 64) -> Path:
         prev = f"y{i}"
     inits += [
         numpy_helper.from_array(np.array(0, np.int64), "zero"),
-        numpy_helper.from_array(np.array([0], np.int64), "axes0"),
         numpy_helper.from_array(np.array([-1], np.int64), "minus1"),
     ]
+    if axes_as_input:
+        inits.append(numpy_helper.from_array(np.array([0], np.int64), "axes0"))
     graph = helper.make_graph(
         nodes,
         "synthetic",
@@ -51,7 +56,7 @@ def synthetic(path: Path, blocks: int = 2223, width: int = 64) -> Path:
         [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [4, width])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
     onnx.save(model, path)
     return path
 
@@ -147,8 +152,24 @@ WORKLOADS = {
     "big_small": big_small,
 }
 
+LATEST_OPSET = onnx.defs.onnx_opset_version()
+
+
+def generate(name: str, out: Path) -> Path:
+    """Write workload `name` to `out`; ``synthetic_opsetN`` (or ``synthetic_latest``) is synthetic at opset N."""
+    if name.startswith("synthetic_"):
+        suffix = name.removeprefix("synthetic_")
+        opset = LATEST_OPSET if suffix == "latest" else int(suffix.removeprefix("opset"))
+        return synthetic(out, opset=opset)
+    return WORKLOADS[name](out)
+
+
 if __name__ == "__main__":
-    out = Path(sys.argv[2])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    WORKLOADS[sys.argv[1]](out)
-    print(out)
+    parser = argparse.ArgumentParser(description="write one benchmark workload")
+    parser.add_argument("name", help=f"{', '.join(WORKLOADS)}, or synthetic_opsetN / synthetic_latest")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--opset", help="for synthetic: the opset to write (a number or 'latest')")
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    name = f"synthetic_{'latest' if args.opset == 'latest' else 'opset' + args.opset}" if args.opset else args.name
+    print(generate(name, args.out))

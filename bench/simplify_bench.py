@@ -8,6 +8,9 @@ variant of the same graph, and that variant's outputs are compared.
 
     python bench/simplify_bench.py [--workdir /tmp/gs_bench] [--only synthetic,transformer_ts,...]
         [--tools graphsurgeon,onnxsim,...] [--repeat N]
+
+    --only synthetic_opset11,synthetic_opset13,synthetic_opset17,synthetic_latest: the shape-chain workload
+    regenerated at each opset (Unsqueeze takes its axes as an attribute before 13, as an input from 13 on).
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ TOOLS = {
 }
 PER_WORKLOAD = {
     "synthetic": ["graphsurgeon simplify", "onnxsim", "onnxslim", "polygraphy sanitize --fold-constants"],
+    # the same workload regenerated at other opsets (fold_workloads.py synthetic --opset N)
+    **{
+        f"synthetic_{suffix}": ["graphsurgeon simplify", "onnxsim", "onnxslim", "polygraphy sanitize --fold-constants"]
+        for suffix in ("opset11", "opset13", "opset17", "latest")
+    },
     "transformer_ts": ["graphsurgeon simplify", "onnxsim", "onnxslim", "polygraphy sanitize --fold-constants"],
     "transformer_dynamo": ["graphsurgeon simplify", "onnxsim", "onnxslim", "polygraphy sanitize --fold-constants"],
     "big": [

@@ -95,4 +95,6 @@ def _options_doc(verb: Verb) -> str:
 
 
 for _verb in registry().values():
+    if hasattr(Editor, _verb.method_name):  # a verb must not shadow the editing API
+        raise RuntimeError(f"verb {_verb.name!r} would replace the editing method Editor.{_verb.method_name}")
     setattr(Model, _verb.method_name, _make_method(_verb))

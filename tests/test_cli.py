@@ -139,7 +139,10 @@ def test_broken_pipe_ends_quietly(model_path: Path):
 def test_shell_completion_scripts():
     for shell in ("bash", "zsh"):
         done = subprocess.run(
-            [sys.executable, "-m", "graphsurgeon", "--print-completion", shell], capture_output=True, text=True, cwd=REPO
+            [sys.executable, "-m", "graphsurgeon", "--print-completion", shell],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
         )
         assert done.returncode == 0 and "promote-input" in done.stdout and "--size-limit" in done.stdout
 

@@ -87,7 +87,7 @@ def test_edits_keep_the_index_record_changes_and_run():
 def test_refusals_name_the_problem():
     model = gs.load(small_model())
     with pytest.raises(gs.RewriteError, match="still read by 'mul'"):
-        model.remove_node(model.node("identity"))
+        model.delete_node(model.node("identity"))
     with pytest.raises(gs.RewriteError, match="already used"):
         model.rename_tensor("r", "i")
     with pytest.raises(gs.RewriteError, match="nothing defines"):

@@ -18,7 +18,16 @@ from typing import Any
 import shtab
 
 import graphsurgeon
-from graphsurgeon.cli._options import GROUPS, LoadOptions, SaveOptions, add_output_flags, add_verb_option, options_from
+from graphsurgeon.cli._options import (
+    GROUPS,
+    LoadOptions,
+    SaveOptions,
+    ViewOptions,
+    add_output_flags,
+    add_verb_option,
+    options_from,
+)
+from graphsurgeon.cli.apply import add_apply_command
 from graphsurgeon.cli.render import Output
 from graphsurgeon.core.numeric import Runnable, compare_models, load_feeds
 from graphsurgeon.core.verb import Verb
@@ -33,7 +42,7 @@ EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 13
 class _Parser(argparse.ArgumentParser):
     """Usage errors: the verb's usage line and one error line, exit 2."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         usage = " ".join(self.format_usage().split())
         self.exit(EXIT_USAGE, f"{usage}\n{self.prog}: error: {message}\n")
 
@@ -53,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
             if group != "load":
                 GROUPS[group].add(sub)
         add_output_flags(sub, top=False)
+    add_apply_command(subcommands)
     return parser
 
 
@@ -78,7 +88,7 @@ def _rescue_model(parser: argparse.ArgumentParser, args: argparse.Namespace, ver
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return action.choices[name]  # type: ignore[no-any-return]
+    return action.choices[name]
 
 
 def _verify(model: Model, args: argparse.Namespace, original: Runnable, target: Path) -> Any:
@@ -91,20 +101,25 @@ def _verify(model: Model, args: argparse.Namespace, original: Runnable, target: 
         rtol=args.rtol,
         atol=args.atol,
         result_defaults=model.interface_defaults,
+        renamed=model.interface_renames,
     )
 
 
 def _run_writing(verb: Verb, model: Model, args: argparse.Namespace, out: Output, started: float) -> int:
     summary = Summary.start(verb.name, model)
     original = None
+    if args.verify:  # a broken graph can crash onnxruntime rather than be refused by it: refuse it first
+        model.index.check_references()
     if args.verify:  # the original as it is on disk now (in place, the graph file is about to be replaced)
         source = model.path.read_bytes() if args.in_place and model.path is not None else model.path
         original = Runnable(
             source if source is not None else model.proto.SerializeToString(), model.external_data_dir, "the original"
         )
+    before = ViewOptions.original(model, args)
     model.run_verb(verb.name, **options_from(args, verb))
     with model.progress.task("writing the model"):
         target = SaveOptions.save(model, args, verb.name)
+    page = ViewOptions.write(before, model, args, target) if before is not None else None
     summary.finish(model, target, time.perf_counter() - started)
     report = _verify(model, args, original, target) if original is not None else None
     failed = report is not None and report.status == "different"
@@ -123,11 +138,12 @@ def _run_writing(verb: Verb, model: Model, args: argparse.Namespace, out: Output
                 "verify": report.to_dict() if report is not None else None,
                 "exit_code": EXIT_USER if failed else EXIT_OK,
             }
+            | ({"view": str(page)} if page is not None else {})
         )
     elif failed:
         out.error(f"error: verify failed: the result differs from the original; kept as {target} (failing)")
     else:
-        out.line(f"wrote {target}")
+        out.line(f"wrote {target}" + (f" and the before/after page {page}" if page is not None else ""))
     return EXIT_USER if failed else EXIT_OK
 
 
@@ -142,6 +158,8 @@ def _run_report(verb: Verb, model: Model, args: argparse.Namespace, out: Output)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verb not in registry():  # a command that is not a per-model verb (apply)
+        return int(args.command(args))
     verb = registry()[args.verb]
     out = Output(quiet=args.quiet, verbose=args.verbose, as_json=args.json)
     started = time.perf_counter()
@@ -155,8 +173,11 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        if args.model is None:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # reported by the verb's parser: its usage line, not the top-level one
+            known = _subparser(parser, args.verb) if args.verb in registry() else parser
+            known.error(f"unrecognized arguments: {' '.join(unknown)}")
+        if args.model is None and args.verb in registry():
             _rescue_model(parser, args, registry()[args.verb])
     except SystemExit as e:  # --help, --version, usage errors
         return int(e.code or 0) if isinstance(e.code, int) or e.code is None else EXIT_USAGE

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import shtab
 
@@ -38,17 +38,22 @@ def add_output_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
 def add_verb_option(parser: argparse.ArgumentParser | Any, option: Option) -> None:
     """One declared option as a flag (or a positional), typed and with its help, from the declaration."""
     help_text = option.opt.help
+    if option.opt.positional and option.kind == "list":  # the rest of the positionals (add-outputs MODEL T ...)
+        parser.add_argument(option.name, metavar=option.opt.metavar or option.name.upper(), nargs="*", help=help_text)
+        return
     if option.opt.positional:
         action = parser.add_argument(option.name, metavar=option.opt.metavar or option.name.upper(), help=help_text)
-        action.complete = shtab.FILE  # type: ignore[attr-defined]
+        action.complete = shtab.FILE  # type: ignore[union-attr]
         return
     kwargs: dict[str, Any] = {"dest": option.name, "help": help_text}
     kind = option.kind
-    if kind == "flag":
-        kwargs["action"] = "store_true"
+    if kind == "flag":  # a flag on by default gets its --no- form (--keep-io / --no-keep-io)
+        kwargs["action"] = argparse.BooleanOptionalAction if option.default is True else "store_true"
     else:
         kwargs["metavar"] = option.opt.metavar or option.name.upper()
         kwargs["type"] = _size if option.opt.size else option.scalar_type
+        if option.opt.const is not None:
+            kwargs.update(nargs="?", const=option.opt.const)
         if option.opt.choices:
             kwargs["choices"] = option.opt.choices
         if kind in ("list", "mapping"):
@@ -60,7 +65,7 @@ def add_verb_option(parser: argparse.ArgumentParser | Any, option: Option) -> No
         elif option.default not in (None, [], {}, ()) and not isinstance(option.default, bool):
             kwargs["help"] = f"{help_text} (default: {option.default})"
     kwargs.setdefault("default", None)
-    parser.add_argument(option.flag, **kwargs)
+    parser.add_argument(*filter(None, (option.opt.short, option.flag)), **kwargs)
 
 
 def options_from(args: argparse.Namespace, verb: Verb) -> dict[str, Any]:
@@ -153,4 +158,47 @@ class VerifyOptions:
         )
 
 
-GROUPS = {"load": LoadOptions, "json": JsonOptions, "save": SaveOptions, "verify": VerifyOptions}
+class ViewOptions:
+    """--view: after saving, write the before/after page of the edit (the `view` verb with `diff`)."""
+
+    @staticmethod
+    def add(parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("viewing")
+        group.add_argument(
+            "--view",
+            metavar="PAGE.html",
+            nargs="?",
+            const="",
+            help="also write a before/after HTML page of this edit (default: next to the output)",
+        )
+
+    @staticmethod
+    def original(model: Model, args: argparse.Namespace) -> bytes | Path | None:
+        """The model before the edit, when --view asks for it (bytes in place: the file is about to change)."""
+        if getattr(args, "view", None) is None:
+            return None
+        if args.in_place or model.path is None:
+            return model.path.read_bytes() if model.path is not None else model.proto.SerializeToString()
+        return model.path
+
+    @staticmethod
+    def write(original: bytes | Path, model: Model, args: argparse.Namespace, target: Path) -> Path:
+        page = Path(args.view) if args.view else target.with_name(target.name.removesuffix(".onnx") + ".view-diff.html")
+        before = load(original, external_data_dir=model.external_data_dir)
+        before.run_verb("view", diff=str(target), output=str(page))
+        return page
+
+
+class OptionGroup(Protocol):
+    """An option group class: its ``add`` puts the group's options on a (sub)command's parser."""
+
+    def add(self, parser: argparse.ArgumentParser) -> None: ...
+
+
+GROUPS: dict[str, OptionGroup] = {
+    "load": LoadOptions,
+    "json": JsonOptions,
+    "save": SaveOptions,
+    "verify": VerifyOptions,
+    "view": ViewOptions,
+}

@@ -303,7 +303,7 @@ class Editor:
                 scope.add_node_to_index(node)
         return added
 
-    def remove_node(self, node: NodeProto) -> None:
+    def delete_node(self, node: NodeProto) -> None:
         """Remove a node whose outputs nothing reads any more (else: bypass it, or rewire its readers first).
 
         Raises:
@@ -468,6 +468,16 @@ class Editor:
                     node.input.append("")
                 scope.set_node_input(node, i, tensor)
         self.record("rewired", "node", node.name, f"inputs -> {list(tensors)}")
+
+    def set_node_inputs_bulk(self, edits: Sequence[tuple[NodeProto, int, str]]) -> None:
+        """Rewire many node inputs at once (one lazy index rebuild, not one index update per edit: rewiring
+        thousands of readers to one new tensor stays linear). Targets must be defined once the caller is done."""
+        for node, index, tensor in edits:
+            old = node.input[index]
+            node.input[index] = tensor
+            self.record("rewired", "node", node.name, f"input {index}: {old!r} -> {tensor!r}")
+        if edits:
+            self._reindex()
 
     def set_op(self, node: NodeProto, op_type: str, *, domain: str | None = None) -> None:
         """Change what a node computes (its inputs, outputs and attributes stay)."""
@@ -651,10 +661,19 @@ class Editor:
         if name in scope.producer or name in scope.initializers or name in scope.sparse_initializers:
             raise RewriteError(f"cannot add initializer {name!r}: {scope.name} already has a tensor of that name")
         tensor = value if isinstance(value, TensorProto) else numpy_helper.from_array(np.asarray(value), name)
+        if self._proto.ir_version < 4 and name not in scope.inputs:
+            # before IR 4 an initializer must also be a graph input (so a caller could override it): a new
+            # constant is a Constant node instead, first in its graph
+            constant = TensorProto()
+            constant.CopyFrom(tensor)
+            constant.name = name
+            (node,) = self.insert_nodes(scope, 0, [helper.make_node("Constant", [], [name], value=constant)])
+            return node.attribute[0].t
         added = scope.add_initializer(tensor)
         added.name = name
         scope.initializers[name] = added
-        self.record("added", "initializer", name, _shape_text(added))
+        if not self._quiet:
+            self.record("added", "initializer", name, _shape_text(added))
         return added
 
     def add_sparse_initializer(self, sparse: SparseTensorProto, *, scope: Scope | None = None) -> None:
@@ -669,6 +688,9 @@ class Editor:
         scope = scope or self.index.main
         if scope.is_function:
             return
+        kind = info.type.WhichOneof("value") if info.HasField("type") else None
+        if kind is None or (kind == "tensor_type" and not info.type.tensor_type.elem_type):
+            return  # no type: it would say nothing, and onnxruntime refuses a value_info without one
         scope.remove_value_info({info.name})
         added = scope.container.value_info.add()
         added.CopyFrom(info)

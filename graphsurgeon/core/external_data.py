@@ -8,9 +8,11 @@ from __future__ import annotations
 import mmap
 import os
 import shutil
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import onnx
@@ -34,7 +36,14 @@ def is_external(tensor: TensorProto) -> bool:
 
 
 def external_ref(tensor: TensorProto) -> ExternalRef:
-    entries = {e.key: e.value for e in tensor.external_data}
+    entries: dict[str, str] = {}
+    for entry in tensor.external_data:
+        key, value = entry.key, entry.value
+        if not isinstance(key, str) or not isinstance(value, str):  # protobuf hands out bytes for non-UTF-8
+            raise ExternalDataError(f"tensor {tensor.name!r}: an external data entry is not UTF-8 text")
+        if key in entries:
+            raise ExternalDataError(f"tensor {tensor.name!r}: external data names {key!r} more than once")
+        entries[key] = value
     location = entries.get("location", "")
     try:
         offset = int(entries.get("offset", "0"))
@@ -80,6 +89,8 @@ def declared_nbytes(tensor: TensorProto) -> int | None:
 
 def resolve_location(location: str, data_dir: Path, tensor_name: str) -> Path:
     """The data file for `location`, refusing anything that escapes `data_dir` (.., absolute, symlinks)."""
+    if "\0" in location:
+        raise ExternalDataError(f"tensor {tensor_name!r}: external data location {location!r} holds a NUL byte")
     if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location.split("/")[0]:
         raise ExternalDataError(
             f"tensor {tensor_name!r}: external data location {location!r} is absolute; "
@@ -90,14 +101,39 @@ def resolve_location(location: str, data_dir: Path, tensor_name: str) -> Path:
         raise ExternalDataError(
             f"tensor {tensor_name!r}: external data location {location!r} escapes the model's folder"
         )
-    root = data_dir.resolve()
-    path = (root / location).resolve()
+    try:
+        root = data_dir.resolve()
+        path = (root / location).resolve()
+    except (OSError, RuntimeError, ValueError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+        raise ExternalDataError(
+            f"tensor {tensor_name!r}: external data location {location!r} cannot be resolved (a symlink loop?): {e}"
+        ) from e
     if not path.is_relative_to(root):
         raise ExternalDataError(
             f"tensor {tensor_name!r}: external data location {location!r} resolves to {path}, "
             f"outside the model's folder {root} (symlink?)"
         )
     return path
+
+
+def open_regular(path: Path, what: str) -> BinaryIO:
+    """Open a regular file for reading; anything else (a FIFO, a device, a socket) is refused unread.
+
+    O_NONBLOCK keeps the open itself from waiting on a FIFO's writer; it means nothing for regular files.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ExternalDataError(f"{what} {path}: cannot read: {e.strerror or e}") from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ExternalDataError(f"{what} {path} is not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def validate_external_data(model: onnx.ModelProto, data_dir: Path | None) -> dict[str, Path]:
@@ -118,12 +154,16 @@ def validate_external_data(model: onnx.ModelProto, data_dir: Path | None) -> dic
             )
         if ref.location not in files:
             path = resolve_location(ref.location, data_dir, tensor.name)
-            if not path.exists():
-                raise ExternalDataError(f"tensor {tensor.name!r}: external data file {path} does not exist")
-            if not path.is_file():
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                raise ExternalDataError(f"tensor {tensor.name!r}: external data file {path} does not exist") from None
+            except OSError as e:
+                raise ExternalDataError(f"tensor {tensor.name!r}: external data {path}: {e.strerror or e}") from e
+            if not stat.S_ISREG(info.st_mode):
                 raise ExternalDataError(f"tensor {tensor.name!r}: external data {path} is not a regular file")
             files[ref.location] = path
-            sizes[ref.location] = path.stat().st_size
+            sizes[ref.location] = info.st_size
         file_size = sizes[ref.location]
         length = ref.length if ref.length is not None else file_size - ref.offset
         if ref.offset + length > file_size or length < 0:
@@ -148,7 +188,7 @@ def read_tensor(tensor: TensorProto, data_dir: Path | None) -> np.ndarray:
             raise ExternalDataError(f"tensor {tensor.name!r} is external, but no external-data folder is known")
         ref = external_ref(tensor)
         path = resolve_location(ref.location, data_dir, tensor.name)
-        with open(path, "rb") as f:
+        with open_regular(path, f"tensor {tensor.name!r}: external data") as f:
             size = os.fstat(f.fileno()).st_size
             length = ref.length if ref.length is not None else size - ref.offset
             if ref.offset + length > size:
@@ -166,15 +206,64 @@ def read_tensor(tensor: TensorProto, data_dir: Path | None) -> np.ndarray:
         inline.data_location = TensorProto.DEFAULT
         inline.raw_data = buffer
         return onnx.numpy_helper.to_array(inline)
-    if expected is not None and tensor.HasField("raw_data") and len(tensor.raw_data) != expected:
-        raise RewriteError(
-            f"tensor {tensor.name!r} declares shape {list(tensor.dims)} ({expected} bytes) "
-            f"but holds {len(tensor.raw_data)} bytes"
-        )
+    problem = inline_problem(tensor)
+    if problem:
+        raise RewriteError(problem)
     try:
         return onnx.numpy_helper.to_array(tensor)
     except (ValueError, TypeError) as e:
         raise RewriteError(f"tensor {tensor.name!r} cannot be read: {e}") from e
+
+
+_TYPED_FIELDS: dict[int, str] = {
+    TensorProto.FLOAT: "float_data",
+    TensorProto.COMPLEX64: "float_data",
+    TensorProto.DOUBLE: "double_data",
+    TensorProto.COMPLEX128: "double_data",
+    TensorProto.INT64: "int64_data",
+    TensorProto.UINT32: "uint64_data",
+    TensorProto.UINT64: "uint64_data",
+    TensorProto.STRING: "string_data",
+    **{
+        dtype: "int32_data"
+        for dtype in (
+            TensorProto.INT32,
+            TensorProto.INT16,
+            TensorProto.INT8,
+            TensorProto.UINT16,
+            TensorProto.UINT8,
+            TensorProto.BOOL,
+            TensorProto.FLOAT16,
+            TensorProto.BFLOAT16,
+        )
+    },
+}
+
+
+def inline_problem(tensor: TensorProto) -> str | None:
+    """Why an inline tensor's data cannot be its value (None when it can): raw bytes or typed values that
+    disagree with its dims and dtype, or a negative dim. Metadata and lengths only: nothing is decoded."""
+    if any(d < 0 for d in tensor.dims):
+        return f"tensor {tensor.name!r} declares a negative dimension {list(tensor.dims)}"
+    expected = declared_nbytes(tensor)
+    shown = f"tensor {tensor.name!r} declares shape {list(tensor.dims)}"
+    if tensor.HasField("raw_data"):
+        held = len(tensor.raw_data)
+        if expected is not None and held != expected:
+            return f"{shown} ({expected} bytes) but holds {held} bytes"
+        return None
+    count = 1
+    for d in tensor.dims:
+        count *= d
+    if tensor.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128):
+        count *= 2
+    field = _TYPED_FIELDS.get(tensor.data_type)
+    if field is None:  # packed or exotic types: left to the decoder
+        return None
+    held = len(getattr(tensor, field))
+    if held != count and not (held == 0 and count == 0):
+        return f"{shown} ({count} values) but holds {held} values"
+    return None
 
 
 _PARALLEL_COPY_MIN = 256 << 20
@@ -206,7 +295,7 @@ def copy_file(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        with open_regular(src, "external data") as fin, open(tmp, "wb") as fout:
             size = os.fstat(fin.fileno()).st_size
             try:
                 _kernel_copy(fin.fileno(), fout.fileno(), size)

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from functools import cache
 from typing import cast
 
-from onnx import FunctionProto, GraphProto, ModelProto, NodeProto, SparseTensorProto, TensorProto, ValueInfoProto
+from onnx import (
+    AttributeProto,
+    FunctionProto,
+    GraphProto,
+    ModelProto,
+    NodeProto,
+    SparseTensorProto,
+    TensorProto,
+    ValueInfoProto,
+)
 
 from graphsurgeon.core.io import remove_where
 from graphsurgeon.core.walk import node_subgraphs
@@ -159,19 +169,21 @@ class Scope:
             return
         dead = {id(n) for n in nodes}
         released: set[str] = set()
+        implicit: set[str] = set()
         for node in nodes:
             for name in node.output:
                 if self.producer.get(name) is node:
                     del self.producer[name]
-            for name in set(node.input):
-                if name in self.consumers:
-                    self.consumers[name] = [n for n in self.consumers[name] if n is not node]
-                    released.add(name)
+            released.update(name for name in node.input if name in self.consumers)
             for child in self.children.pop(id(node), ()):
-                for name in child.free_names:
-                    readers = self.implicit_consumers.get(name, [])
-                    readers[:] = [n for n in readers if n is not node]
-                    released.add(name)
+                implicit.update(child.free_names)
+        # each reader list filtered once (a tensor read by thousands of removed nodes stays linear)
+        for name in released:
+            self.consumers[name] = [n for n in self.consumers[name] if id(n) not in dead]
+        for name in implicit:
+            readers = self.implicit_consumers.get(name, [])
+            readers[:] = [n for n in readers if id(n) not in dead]
+        released |= implicit
         remove_where(self.container.node, lambda n: id(n) in dead)
         for name in released:
             self._release(name)
@@ -402,8 +414,10 @@ class ModelIndex:
                 yield scope, node
 
     def check_references(self) -> None:
-        """Refuse graphs with dangling references or tensors produced twice (message lists the first few)."""
+        """Refuse graphs with dangling references, tensors produced twice (message lists the first few), or a
+        cycle (message names its nodes)."""
         problems: list[str] = []
+        opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), None)
         for scope in self.scopes:
             for name in scope.duplicates:
                 problems.append(f"tensor {name!r} is produced more than once in {scope.name}")
@@ -414,6 +428,10 @@ class ModelIndex:
                             f"node {node.name!r} ({node.op_type}) in {scope.name} reads {name!r}, "
                             "which nothing produces"
                         )
+                if node.domain in ("", "ai.onnx") and opset is not None:
+                    wrong = _arity_problem(node, opset) or (node.attribute and _mistyped_attribute(node, opset))
+                    if wrong:
+                        problems.append(f"node {node.name!r} ({node.op_type}) in {scope.name}: {wrong}")
             for name in scope.outputs:
                 if scope.resolve(name) is None:
                     problems.append(f"output {name!r} of {scope.name} is produced by nothing")
@@ -422,3 +440,61 @@ class ModelIndex:
         if problems:
             more = f" (and more; showing {len(problems[:5])})" if len(problems) > 5 else ""
             raise GraphStructureError("the graph is broken: " + "; ".join(problems[:5]) + more)
+        from graphsurgeon.core.order import ordered_nodes  # (order builds on this module)
+
+        for scope in self.scopes:
+            ordered_nodes(scope)  # linear when already sorted; raises GraphStructureError naming a cycle
+
+
+@cache
+def _schema(op_type: str, opset: int):  # -> onnx.defs.OpSchema | None
+    import onnx.defs
+
+    try:
+        return onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return None
+
+
+@cache
+def _attribute_types(op_type: str, opset: int) -> dict[str, int]:
+    """Attribute name -> AttributeProto type in the standard op's schema at `opset` (empty: no schema)."""
+    schema = _schema(op_type, opset)
+    if schema is None:
+        return {}
+    return {name: int(a.type.value) for name, a in schema.attributes.items()}
+
+
+def _arity_problem(node: NodeProto, opset: int) -> str | None:
+    """Too few or too many inputs for the op's schema, or a required one left empty (onnxruntime may crash on
+    those instead of refusing them)."""
+    import onnx.defs
+
+    schema = _schema(node.op_type, opset)
+    if schema is None or not schema.inputs:
+        return None
+    count = len(node.input)
+    if count < schema.min_input or count > schema.max_input:
+        return f"{count} input(s), but {node.op_type} takes {schema.min_input} to {schema.max_input}"
+    optional = onnx.defs.OpSchema.FormalParameterOption.Optional
+    for i, name in enumerate(node.input):
+        formal = schema.inputs[min(i, len(schema.inputs) - 1)]
+        if not name and formal.option != optional:
+            return f"input {i} ({formal.name}) is empty, but {node.op_type} requires it"
+    return None
+
+
+def _mistyped_attribute(node: NodeProto, opset: int | None) -> str | None:
+    """Why an attribute of a standard-domain node has the wrong type for its schema (None when all fit).
+
+    Rewrites read attributes by their schema type; one of another type is refused up front, clearly."""
+    if opset is None:
+        return None
+    types = _attribute_types(node.op_type, opset)
+    for attr in node.attribute:
+        expected = types.get(attr.name)
+        if expected is not None and attr.type != expected and not attr.ref_attr_name:
+            names = AttributeProto.AttributeType
+            given = names.Name(attr.type) if attr.type in names.values() else str(attr.type)
+            return f"attribute {attr.name!r} is {given}, but {node.op_type} takes {names.Name(expected)}"
+    return None

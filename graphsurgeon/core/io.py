@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import bisect
 import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.message import DecodeError
-from onnx import ModelProto, TensorProto, numpy_helper
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
+from onnx import FunctionProto, ModelProto, StringStringEntryProto, TensorProto, numpy_helper
 
-from graphsurgeon.core.external_data import copy_file, declared_nbytes, is_external, validate_external_data
+from graphsurgeon.core.external_data import (
+    copy_file,
+    declared_nbytes,
+    external_ref,
+    inline_problem,
+    is_external,
+    open_regular,
+    resolve_location,
+    validate_external_data,
+)
 from graphsurgeon.core.walk import model_graphs, model_tensors
-from graphsurgeon.errors import ModelLoadError, SaveError
+from graphsurgeon.errors import ExternalDataError, ModelLoadError, SaveError
 
 PROTOBUF_LIMIT = 2**31 - 1
 
@@ -48,30 +60,159 @@ def parse_model(data: bytes, what: str) -> ModelProto:
 
 
 def check_is_onnx(model: ModelProto, what: str) -> None:
-    """Refuse protobufs that parse but hold no ONNX model (random bytes often parse as unknown fields)."""
+    """Refuse protobufs that parse but hold no ONNX model (random bytes often parse as unknown fields), and
+    models whose text is not UTF-8 or whose tensors declare what no file could hold (see check_tensors)."""
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise ModelLoadError(f"{what} is not an ONNX model (no IR version or no graph)")
+    where = find_non_utf8(model)
+    if where is not None:
+        raise ModelLoadError(f"{what} holds text that is not UTF-8 ({where}); ONNX names and strings must be UTF-8")
+    check_tensors(model, what)
+
+
+_TEXT_PLAN: dict[object, list[tuple[str, bool, bool]]] = {}
+
+
+def _text_fields(descriptor) -> list[tuple[str, bool, bool]]:
+    """(field name, repeated, is a string) of the string and message fields of a message type."""
+    plan = _TEXT_PLAN.get(descriptor)
+    if plan is None:
+        plan = [
+            (f.name, f.is_repeated, f.type == FieldDescriptor.TYPE_STRING)
+            for f in descriptor.fields
+            if f.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE)
+        ]
+        _TEXT_PLAN[descriptor] = plan
+    return plan
+
+
+def find_non_utf8(message: Message) -> str | None:
+    """Where a string field holds bytes that are not UTF-8 (protobuf then hands out `bytes`), or None.
+
+    One iterative walk over string and message fields only: weights (bytes and numeric fields) are not read.
+    """
+    stack: list[Message] = [message]
+    while stack:
+        current = stack.pop()
+        for name, repeated, is_string in _text_fields(current.DESCRIPTOR):
+            if repeated:
+                values = getattr(current, name)
+                if is_string:
+                    bad = next((v for v in values if type(v) is bytes), None)
+                    if bad is not None:
+                        return f"{current.DESCRIPTOR.name}.{name} {bad!r}"
+                elif values:
+                    stack.extend(values)
+            elif is_string:
+                value = getattr(current, name)
+                if type(value) is bytes:
+                    return f"{current.DESCRIPTOR.name}.{name} {value!r}"
+            elif current.HasField(name):
+                stack.append(getattr(current, name))
+    return None
+
+
+def check_tensors(model: ModelProto, what: str) -> None:
+    """Refuse what no reader could take, from metadata only: a negative dim, an inline tensor declaring more
+    than a protobuf can hold (2^50 elements and no data), and a dense and a sparse initializer of one name."""
+    for tensor in model_tensors(model):
+        if any(d < 0 for d in tensor.dims):
+            raise ModelLoadError(f"{what}: tensor {tensor.name!r} declares a negative dimension {list(tensor.dims)}")
+        if not is_external(tensor):
+            declared = declared_nbytes(tensor) or 0
+            if declared > PROTOBUF_LIMIT and not _holds_data(tensor):  # (data of the wrong size: refused on read)
+                raise ModelLoadError(
+                    f"{what}: tensor {tensor.name!r} declares shape {list(tensor.dims)} ({declared} bytes) inline, "
+                    "more than a protobuf can hold; its data is missing"
+                )
+    check_function_calls(model, what)
+    for graph in model_graphs(model):
+        if graph.sparse_initializer:
+            dense = {t.name for t in graph.initializer}
+            both = next((s.values.name for s in graph.sparse_initializer if s.values.name in dense), None)
+            if both is not None:
+                raise ModelLoadError(
+                    f"{what}: {both!r} is both a dense and a sparse initializer of graph {graph.name!r}"
+                )
+
+
+_DATA_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+
+
+def _holds_data(tensor: TensorProto) -> bool:
+    """Does an inline tensor carry any data at all? (Asked only of tensors declaring over 2 GB.)"""
+    return bool(len(tensor.raw_data) or any(len(getattr(tensor, name)) for name in _DATA_FIELDS))
+
+
+def check_function_calls(model: ModelProto, what: str) -> None:
+    """Refuse model-local functions that call themselves, directly or through others (ONNX forbids it, and
+    anything expanding them would never end). Linear in the functions' nodes; iterative."""
+    if not model.functions:
+        return
+    Key = tuple[str, str, str]
+    keys: dict[Key, FunctionProto] = {(f.domain, f.name, str(getattr(f, "overload", ""))): f for f in model.functions}
+    calls: dict[Key, set[Key]] = {}
+    for key, function in keys.items():
+        called = calls.setdefault(key, set())
+        stack = list(function.node)
+        while stack:
+            node = stack.pop()
+            call: Key = (node.domain, node.op_type, str(getattr(node, "overload", "")))
+            if call in keys:
+                called.add(call)
+            for attr in node.attribute:
+                stack.extend(n for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs) for n in g.node)
+    state: dict[Key, int] = {}  # 1: on the current path, 2: done
+    for root in calls:
+        if state.get(root):
+            continue
+        path: list[tuple[Key, Iterator[Key]]] = [(root, iter(sorted(calls[root])))]
+        state[root] = 1
+        while path:
+            key, pending = path[-1]
+            callee = next(pending, None)
+            if callee is None:
+                state[key] = 2
+                path.pop()
+            elif state.get(callee) == 1:
+                cycle = [k for k, _ in path][[k for k, _ in path].index(callee) :] + [callee]
+                shown = " -> ".join(f"{d}::{n}" if d else n for d, n, _ in cycle)
+                raise ModelLoadError(f"{what}: model-local functions call themselves ({shown}); ONNX forbids recursion")
+            elif not state.get(callee):
+                state[callee] = 1
+                path.append((callee, iter(sorted(calls[callee]))))
 
 
 def read_model_file(path: Path) -> ModelProto:
-    if not path.exists():
-        raise ModelLoadError(f"{path}: no such file")
-    if path.is_dir():
-        raise ModelLoadError(f"{path} is a directory, not an ONNX model file")
+    """Parse a model file: a regular file only (a FIFO or a device is refused before anything is read)."""
     try:
-        size = path.stat().st_size
-        if size > PROTOBUF_LIMIT:
-            raise ModelLoadError(
-                f"{path} is {size} bytes: protobuf cannot hold a model over 2 GB in one file "
-                "(such models keep their weights in external data)"
-            )
-        data = path.read_bytes()
+        info = path.stat()
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise ModelLoadError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from e
+    if stat.S_ISDIR(info.st_mode):
+        raise ModelLoadError(f"{path} is a directory, not an ONNX model file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelLoadError(f"{path} is not a regular file (a FIFO, a device or a socket); give a model file")
+    if info.st_size > PROTOBUF_LIMIT:
+        raise ModelLoadError(
+            f"{path} is {info.st_size} bytes: protobuf cannot hold a model over 2 GB in one file "
+            "(such models keep their weights in external data)"
+        )
+    try:
+        with open_regular(path, "model file") as f:
+            data = f.read()
+    except ExternalDataError as e:
+        raise ModelLoadError(str(e)) from e
     except OSError as e:
         raise ModelLoadError(f"{path}: cannot read: {e.strerror or e}") from e
     return parse_model(data, str(path))
 
 
-def unused_location(model: ModelProto, wanted: str) -> str:
+def unused_location(model: ModelProto, wanted: str, data_dir: Path | None = None) -> str:
+    """`wanted`, or `stem.N.data` when the model already uses that location (or, given `data_dir`, a file of
+    that name exists there): a new data file never lands on an existing one."""
     used = {
         entry.value
         for t in model_tensors(model)
@@ -79,22 +220,64 @@ def unused_location(model: ModelProto, wanted: str) -> str:
         for entry in t.external_data
         if entry.key == "location"
     }
-    if wanted not in used:
+
+    def taken(name: str) -> bool:
+        return name in used or (data_dir is not None and os.path.lexists(data_dir / name))
+
+    if not taken(wanted):
         return wanted
     stem, n = wanted.removesuffix(".data"), 1
-    while f"{stem}.{n}.data" in used:
+    while taken(f"{stem}.{n}.data"):
         n += 1
     return f"{stem}.{n}.data"
+
+
+MIN_EXTERNAL_BYTES = 1024  # smaller tensors stay inline: onnxruntime reads shape tensors only from inline data
+
+
+def data_file_location(model: ModelProto, wanted: str, data_dir: Path, target: Path) -> str:
+    """Check the data file name `external_data` like an output path; returns the location to write.
+
+    It must stay inside the output's folder, must not be the output model itself, and must not name an
+    existing file the save would overwrite (one the model already uses gets a fresh name instead).
+    """
+    if not isinstance(wanted, str) or not wanted.strip() or "\0" in wanted:
+        raise SaveError(f"`external_data` {wanted!r} is not a usable file name")
+    if wanted.endswith(("/", "\\")) or os.path.basename(wanted) in ("", ".", ".."):
+        raise SaveError(f"`external_data` {wanted!r} names a folder; give a file name")
+    try:
+        path = resolve_location(wanted, data_dir, "")
+    except ExternalDataError:
+        raise SaveError(
+            f"`external_data` {wanted!r} leaves the output's folder {data_dir}; give a file name inside it"
+        ) from None
+    if path == target.resolve():
+        raise SaveError(f"`external_data` {wanted!r} is the output model file itself; give another name")
+    used = {
+        entry.value
+        for t in model_tensors(model)
+        if is_external(t)
+        for entry in t.external_data
+        if entry.key == "location"
+    }
+    if os.path.lexists(path) and wanted not in used:
+        raise SaveError(
+            f"`external_data` {wanted!r}: {path} already exists and is not this model's data; graphsurgeon "
+            "never overwrites a file it did not write (pick another name or remove the file)"
+        )
+    return unused_location(model, wanted, data_dir)
 
 
 def externalize(model: ModelProto, data_dir: Path, location: str, threshold: int) -> list[Path]:
     """Move inline initializers of at least `threshold` bytes into a new data file `location` in `data_dir`.
 
-    Existing data files are never touched: if `location` is already used, a fresh name is picked.
+    Existing data files are never touched: `location` must be a fresh name (see unused_location). Tensors
+    under MIN_EXTERNAL_BYTES (shape tensors) and tensors whose data disagrees with their shape stay inline.
     Returns the files written.
     """
-    location = unused_location(model, location)
+    threshold = max(threshold, MIN_EXTERNAL_BYTES)
     path = data_dir / location
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     moved = 0
     try:
@@ -102,6 +285,8 @@ def externalize(model: ModelProto, data_dir: Path, location: str, threshold: int
             for graph in model_graphs(model):
                 for tensor in graph.initializer:
                     if is_external(tensor) or tensor.data_type == TensorProto.STRING:
+                        continue
+                    if (declared_nbytes(tensor) or 0) < threshold or inline_problem(tensor):
                         continue
                     data = tensor.raw_data if tensor.HasField("raw_data") else None
                     if data is None:
@@ -132,9 +317,98 @@ def externalize(model: ModelProto, data_dir: Path, location: str, threshold: int
         tmp.unlink(missing_ok=True)
 
 
+def check_target(target: Path) -> None:
+    """A save target must be a path for a regular file: never a folder, a device, a FIFO or a socket."""
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        raise SaveError(f"cannot write {target}: {getattr(e, 'strerror', None) or e}") from e
+    if stat.S_ISDIR(info.st_mode):
+        raise SaveError(f"{target} is a directory; give a file path to save to")
+    if not stat.S_ISREG(info.st_mode):
+        raise SaveError(f"{target} is not a regular file (a device, a FIFO or a socket); give a file path to save to")
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """mkdir -p, returning the folders it created (outermost first), so a failed save can remove them."""
+    missing: list[Path] = []
+    current = folder
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))
+
+
+def _quietly(action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Clean-up after a failed save: best effort, never masking the error being raised."""
+    try:
+        action(*args, **kwargs)
+    except OSError:
+        pass
+
+
 def _inline_bytes(model: ModelProto) -> int:
     """What the inline tensors declare (metadata only: cheap, unlike ByteSize, which encodes)."""
     return sum(declared_nbytes(t) or 0 for t in model_tensors(model) if not is_external(t))
+
+
+_DEAD_SLACK = 1 << 20  # dead bytes a saved copy may carry along (alignment padding, tiny leftovers)
+_Undo = tuple[TensorProto, list[tuple[str, str]]]
+
+
+def _live_copy(model: ModelProto, location: str, src: Path, dst: Path) -> list[_Undo]:
+    """Copy the data file `src` to `dst`; when over 1 MiB and 5% of it is dead (no tensor references those
+    bytes, e.g. after fold or extract), only the referenced ranges are copied, each keeping its offset modulo
+    4 KiB (shared ranges stay shared), and the model's offsets are rewritten. Returns (tensor, old entries)
+    to undo that if the save fails."""
+    size = src.stat().st_size
+    refs = [(t, external_ref(t)) for t in model_tensors(model) if is_external(t)]
+    refs = [(t, r) for t, r in refs if r.location == location]
+    spans = sorted({(r.offset, r.offset + (r.length if r.length is not None else size - r.offset)) for _, r in refs})
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    if size - sum(end - start for start, end in merged) <= max(_DEAD_SLACK, size // 20):
+        copy_file(src, dst)
+        return []
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    moved_to: list[int] = []
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            end_out = 0
+            for start, end in merged:
+                new = end_out + (start - end_out) % 4096
+                moved_to.append(new)
+                pos, out = start, new
+                while pos < end:
+                    try:
+                        n = os.copy_file_range(fin.fileno(), fout.fileno(), min(end - pos, 1 << 30), pos, out)
+                    except OSError:  # no kernel-side copy across these files: through a buffer
+                        n = os.pwrite(fout.fileno(), os.pread(fin.fileno(), min(end - pos, 16 << 20), pos), out)
+                    if n <= 0:
+                        raise OSError(f"short copy of {src}")
+                    pos, out = pos + n, out + n
+                end_out = new + end - start
+            os.ftruncate(fout.fileno(), end_out)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    starts = [start for start, _ in merged]
+    undo = []
+    for tensor, ref in refs:
+        i = bisect.bisect_right(starts, ref.offset) - 1
+        undo.append((tensor, [(e.key, e.value) for e in tensor.external_data]))
+        entries = {e.key: e for e in tensor.external_data}
+        if "offset" not in entries:
+            entries["offset"] = tensor.external_data.add(key="offset")
+        entries["offset"].value = str(moved_to[i] + ref.offset - starts[i])
+    return undo
 
 
 def write_model(
@@ -154,18 +428,27 @@ def write_model(
     the model's inline initializers; a model too big for one protobuf gets one automatically. Files in
     `movable` (scratch files a rewrite wrote) are moved rather than copied, and moved back if the save fails.
     """
-    if target.is_dir():
-        raise SaveError(f"{target} is a directory; give a file path to save to")
+    check_target(target)
     created: list[Path] = []
+    made_dirs: list[Path] = []
     moved: list[tuple[Path, Path]] = []
+    undo: list[_Undo] = []  # offsets a compacting copy rewrote
+    saved = False
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        out_data_dir.mkdir(parents=True, exist_ok=True)
+        made_dirs = _make_dirs(target.parent) + _make_dirs(out_data_dir)
         files = validate_external_data(model, data_dir)
+        location = None
+        if external_data:
+            location = data_file_location(model, external_data, out_data_dir, target)
+        elif _inline_bytes(model) > PROTOBUF_LIMIT - (64 << 20):  # too big for one protobuf: move weights out
+            location = unused_location(model, f"{target.name}.data", out_data_dir)
         if files and data_dir is not None and out_data_dir.resolve() != data_dir.resolve():
-            for location, src in files.items():
-                dst = out_data_dir / location
+            resolved_target = target.resolve()
+            for name, src in files.items():
+                dst = out_data_dir / name
+                if dst.resolve() == resolved_target:
+                    raise SaveError(f"the model's external data {name!r} would be copied onto the output {target}")
                 if dst.exists() and os.path.samefile(src, dst):
                     continue
                 existed = dst.exists()
@@ -176,14 +459,12 @@ def write_model(
                         continue
                     except OSError:  # another filesystem: copy below
                         pass
-                copy_file(src, dst)
+                undo += _live_copy(model, name, src, dst)
                 if not existed:
                     created.append(dst)
         copied = len(created)
-        if external_data:
-            created += externalize(model, out_data_dir, external_data, external_data_threshold)
-        elif _inline_bytes(model) > PROTOBUF_LIMIT - (64 << 20):  # too big for one protobuf: move weights out
-            created += externalize(model, out_data_dir, f"{target.name}.data", external_data_threshold)
+        if location is not None:
+            created += externalize(model, out_data_dir, location, external_data_threshold)
         moved_out = len(created) > copied
         data = model.SerializeToString()
         if len(data) > PROTOBUF_LIMIT:
@@ -193,14 +474,21 @@ def write_model(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
+        saved = True
         created.clear()
         moved.clear()
     except OSError as e:
         raise SaveError(f"cannot write {target}: {e.strerror or e}") from e
     finally:
-        tmp.unlink(missing_ok=True)
+        _quietly(tmp.unlink, missing_ok=True)
         for path in created:  # only on failure: leave nothing half-done behind
-            path.unlink(missing_ok=True)
+            _quietly(path.unlink, missing_ok=True)
         for src, dst in moved:
-            os.replace(dst, src)
+            _quietly(os.replace, dst, src)
+        if not saved:
+            for tensor, entries in undo:
+                del tensor.external_data[:]
+                tensor.external_data.extend(StringStringEntryProto(key=k, value=v) for k, v in entries)
+            for folder in reversed(made_dirs):
+                _quietly(folder.rmdir)
     return out_data_dir if (files or moved_out) else data_dir

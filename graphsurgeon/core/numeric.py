@@ -248,12 +248,15 @@ def compare_models(
     rtol: float = RTOL,
     atol: float = ATOL,
     result_defaults: Mapping[str, Callable[[], np.ndarray]] | None = None,
+    renamed: Mapping[str, str] | None = None,
 ) -> CompareReport:
     """Run both models on the same inputs `runs` times and compare every output of the original.
 
     `result_defaults` gives the values of inputs only the result has (a promoted constant: its old value),
-    so an interface-changing edit is checked at the original's values.
+    so an interface-changing edit is checked at the original's values. `renamed` maps graph inputs and
+    outputs of the original to their names in the result (a rename edit): they are fed and compared as one.
     """
+    renamed = dict(renamed or {})
     if runs < 1:
         raise GraphSurgeonError(f"runs must be at least 1, not {runs}")
     report = CompareReport(runs, rtol, atol)
@@ -264,7 +267,10 @@ def compare_models(
         return report
     inputs_a = {vi.name for vi in graph_a.graph.input} - {t.name for t in graph_a.graph.initializer}
     inputs_b = [vi.name for vi in graph_b.graph.input if vi.name not in {t.name for t in graph_b.graph.initializer}]
-    extra = [n for n in inputs_b if n not in inputs_a and n not in (result_defaults or {}) and n not in (feeds or {})]
+    inputs_a_in_b = {renamed.get(n, n) for n in inputs_a}
+    extra = [
+        n for n in inputs_b if n not in inputs_a_in_b and n not in (result_defaults or {}) and n not in (feeds or {})
+    ]
     if extra:
         report.error = (
             f"{result.label} has input(s) {', '.join(map(repr, extra))} that {original.label} lacks; "
@@ -286,7 +292,7 @@ def compare_models(
         return report
     names_a = [o.name for o in session_a.get_outputs()]
     names_b = {o.name for o in session_b.get_outputs()}
-    missing = [n for n in names_a if n not in names_b]
+    missing = [n for n in names_a if renamed.get(n, n) not in names_b]
     if len(names_b) > len(names_a) - len(missing):
         report.notes.append(
             f"{result.label} has {len(names_b) - len(names_a) + len(missing)} output(s) "
@@ -310,13 +316,14 @@ def compare_models(
             report.error = f"{original.label} cannot run in onnxruntime on these inputs: {problem}"
             return report
         feeds_b = (
-            {k: v for k, v in feeds_a.items() if k in inputs_b}
+            {renamed.get(k, k): v for k, v in feeds_a.items() if renamed.get(k, k) in inputs_b}
             | defaults
             | {k: np.asarray(v) for k, v in (feeds or {}).items() if k in inputs_b and k not in inputs_a}
         )
-        present = [n for n in names_a if n in names_b]
+        present = [n for n in names_a if renamed.get(n, n) in names_b]
         try:
-            got_b = dict(zip(present, session_b.run(present, feeds_b), strict=True))
+            fetched = session_b.run([renamed.get(n, n) for n in present], feeds_b)
+            got_b = dict(zip(present, fetched, strict=True))
         except Exception as e:
             report.outputs = [
                 OutputComparison(n, False, problem=f"{result.label} fails to run: {first_line(e)}") for n in names_a
@@ -324,7 +331,8 @@ def compare_models(
             return report
         for name, value in zip(names_a, want_a, strict=True):
             if name not in got_b:
-                merged[name] = OutputComparison(name, False, problem=f"{result.label} has no output {name!r}")
+                wanted = renamed.get(name, name)
+                merged[name] = OutputComparison(name, False, problem=f"{result.label} has no output {wanted!r}")
                 continue
             merged[name] = _merge(merged.get(name), _compare(name, value, got_b[name], rtol, atol))
     report.outputs = list(merged.values())

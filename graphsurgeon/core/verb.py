@@ -48,6 +48,8 @@ class Opt:
     size: bool = False  # an integer byte count: "1MiB", "512KB" and plain integers are accepted
     choices: tuple[str, ...] | None = None
     entry: Callable[[str], tuple[str, Any]] | None = None  # a mapping option: parses one "KEY:VALUE" spelling
+    short: str | None = None  # a one-letter CLI alias as well as --name, e.g. "-o"
+    const: Any = None  # a scalar whose value may be left out on the CLI (--serve alone) takes this value then
 
 
 class Size(int):
@@ -240,7 +242,7 @@ def verb(*, writes: bool, preserves_meaning: bool = False) -> Callable[[Callable
                 raise TypeError(f"{fn.__name__}: option {parameter.name!r} has no Opt(...)")
             options.append(Option(parameter.name, base, parameter.default, opt))
         doc = inspect.cleandoc(fn.__doc__ or fn.__name__)
-        groups = ("load", "json") + (("save", "verify") if writes else ())
+        groups = ("load", "json") + (("save", "verify", "view") if writes else ())
         fn.__verb__ = Verb(  # type: ignore[attr-defined]
             name=fn.__name__.replace("_", "-"),
             run=fn,

@@ -10,6 +10,8 @@ from graphsurgeon.core.verb import Verb
 
 _MODULES = (
     "promote_input",
+    "set_shape",
+    "make_dynamic",
     "fold",
     "simplify",
     "cleanup",
@@ -18,6 +20,27 @@ _MODULES = (
     "check",
     "diff",
     "compare",
+    "rewrite",
+    "view",
+    "rename",
+    "add_outputs",
+    "extract",
+    "remove_node",
+    "insert",
+    "set_attr",
+    "replace",
+    "freeze_input",
+    "convert_constants",
+    "strip",
+    "externalize",
+    "internalize",
+    "to_fp16",
+    "add_preprocess",
+    "add_postprocess",
+    "merge",
+    "convert_opset",
+    "inline",
+    "retype",
 )
 
 

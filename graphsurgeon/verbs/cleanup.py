@@ -13,6 +13,7 @@ from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.index import ModelIndex, Scope
 from graphsurgeon.core.verb import verb
 from graphsurgeon.core.walk import graphs_under, model_graphs
+from graphsurgeon.errors import RewriteError
 
 
 def _function_key(domain: str, name: str, overload: str = "") -> tuple[str, str, str]:
@@ -82,6 +83,11 @@ def cleanup(ctx: Editor) -> None:
     index = ctx.index
     index.check_references()
     proto = ctx.proto
+    if not index.main.outputs and any(True for _ in index.main.nodes):
+        raise RewriteError(
+            "the model has no graph output, so every node is unused and nothing would be left; "
+            "declare the outputs first (add-outputs)"
+        )
     mark = len(ctx.changes)
     live = _Liveness(index)
     live.need_outputs(index.main)

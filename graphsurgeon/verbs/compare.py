@@ -33,6 +33,8 @@ def compare(
     report's exit code is 1 when any output differs beyond tolerance or A cannot run.
     """
     b = other if isinstance(other, Editor) else Editor.open(Path(other))  # a path, or a model loaded already
+    for model in (ctx, b):  # broken graphs can crash onnxruntime rather than be refused by it
+        model.index.check_references()
     return compare_models(
         runnable(ctx, "A"),
         runnable(b, "B"),

@@ -34,6 +34,7 @@ from graphsurgeon.errors import RewriteError
 from graphsurgeon.verbs.fold.plan import select_excluded
 from graphsurgeon.verbs.fold.report import FoldReport
 from graphsurgeon.verbs.fold.run import run_round
+from graphsurgeon.verbs.fold.shapes import ShapeInfo
 
 DEFAULT_SIZE_LIMIT = 1 << 20
 BATCH_BYTES = 64 << 20  # tensors (read and produced) per onnxruntime session: bounds peak memory
@@ -46,19 +47,35 @@ def fold(
     exclude: list[str] | tuple[str, ...] = (),
     fold_qdq: bool = False,
     batch_bytes: int = BATCH_BYTES,
+    shapes: ShapeInfo | None = None,
 ) -> FoldReport:
     """Fold to a fixed point (rounds repeat while an If with a constant condition was inlined); the report
-    says what was done and which nodes were left unfolded and why. Edits record nothing: callers do."""
+    says what was done and which nodes were left unfolded and why. Edits record nothing: callers do.
+    `shapes`: knowledge computed earlier and still valid (only meaning-preserving edits since), or None."""
     from graphsurgeon.verbs.fold.if_inline import inline_constant_ifs
 
     if size_limit < 0:
         raise RewriteError(f"size limit must be >= 0 bytes, not {size_limit}")
     ctx.index.check_references()
+    if not ctx.index.main.outputs and any(True for _ in ctx.index.main.nodes):
+        raise RewriteError(
+            "the model has no graph output, so nothing it computes is kept: folding would empty it; "
+            "declare the outputs first (add-outputs)"
+        )
     excluded = select_excluded(ctx, exclude)
     report = FoldReport()
     for _ in range(64):
         report.unfolded.clear()
-        run_round(ctx, report, size_limit=size_limit, exclude=excluded, fold_qdq=fold_qdq, batch_bytes=batch_bytes)
+        run_round(
+            ctx,
+            report,
+            size_limit=size_limit,
+            exclude=excluded,
+            fold_qdq=fold_qdq,
+            batch_bytes=batch_bytes,
+            shapes=shapes,
+        )
+        shapes = None  # the next pass (after an If was inlined) infers again
         inlined = inline_constant_ifs(ctx)
         report.ifs_inlined += inlined
         if not inlined:

@@ -55,7 +55,7 @@ def apply_plan(ctx: Editor, plan: Plan, materialized, report: FoldReport, evalua
         for node in removed:
             ctx.changes.record("folded", "node", node.name or node.op_type)
         ctx.remove_nodes(removed, scope=scope)
-        if scope.is_function:
+        if plan.keeps_constant_nodes(scope):
             ctx.insert_nodes(scope, 0, [helper.make_node("Constant", [], [name], value=t) for name, t in new])
         else:
             for name, t in new:

@@ -91,7 +91,7 @@ class Evaluator:
         except Exception as e:  # onnxruntime raises several unrelated types
             raise EvalFailure(f"onnxruntime: {_first_line(e)}") from e
         for name, value in zip(wanted, results, strict=True):
-            if not isinstance(value, np.ndarray):
+            if not isinstance(value, np.ndarray) or not _storable(value):
                 raise EvalFailure(f"onnxruntime: {name!r} is a {type(value).__name__}, not a tensor")
         return results
 
@@ -108,7 +108,7 @@ class Evaluator:
         for name, value in zip(wanted, results, strict=True):
             if isinstance(value, np.generic):
                 value = np.asarray(value)
-            if not isinstance(value, np.ndarray):
+            if not isinstance(value, np.ndarray) or not _storable(value):
                 raise EvalFailure(f"reference evaluator: {name!r} is a {type(value).__name__}, not a tensor")
             out.append(value)
         return out
@@ -132,7 +132,8 @@ class Evaluator:
         """
         results: dict[str, np.ndarray] = {}
         failed_outputs: set[str] = set()
-        work: list[list[NodeProto]] = [nodes]
+        nodes = self._evaluate_on_host(nodes, implicit, needed_after, results, get_tensor)
+        work: list[list[NodeProto]] = [nodes] if nodes else []
         while work:
             batch = work.pop()
             # drop nodes reading what a failed node would have produced
@@ -190,10 +191,54 @@ class Evaluator:
             results.update(zip(wanted, values, strict=True))
         return results
 
+    def _evaluate_on_host(
+        self,
+        nodes: list[NodeProto],
+        implicit: Callable[[NodeProto], set[str]],
+        needed_after: Callable[[str, set[int]], bool],
+        results: dict[str, np.ndarray],
+        get_tensor: Callable[[str], TensorProto | None] | None,
+    ) -> list[NodeProto]:
+        """Compute what numpy computes exactly (see host.py) into `results`; return the nodes left for sessions."""
+        from graphsurgeon.verbs.fold.host import host_value
+
+        if get_tensor is None:
+            return nodes
+        opset = next((o.version for o in self.opset_import if o.domain in ("", "ai.onnx")), 0)
+        host: dict[str, np.ndarray] = {}
+        rest: list[NodeProto] = []
+        done: list[NodeProto] = []
+        for node in nodes:
+            values = []
+            if not implicit(node):
+                for name in node.input:
+                    value = host.get(name) if name else None
+                    if value is None and name:
+                        tensor = get_tensor(name)
+                        value = onnx.numpy_helper.to_array(tensor) if tensor is not None else None
+                    if value is None:
+                        break
+                    values.append(value)
+            result = host_value(node, values, opset) if len(values) == len(node.input) and values else None
+            if result is None:
+                rest.append(node)
+            else:
+                host[node.output[0]] = result
+                done.append(node)
+        if done:
+            ids = {id(n) for n in done}
+            results.update((n.output[0], host[n.output[0]]) for n in done if needed_after(n.output[0], ids))
+        return rest
+
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return (text[0] if text else type(e).__name__)[:300]
+
+
+def _storable(value: np.ndarray) -> bool:
+    """Can a TensorProto hold it? (An object array is strings; a None in it, e.g. from an empty optional, is not.)"""
+    return value.dtype != object or all(isinstance(v, str | bytes) for v in value.flat)
 
 
 def tensor_from_array(name: str, value: np.ndarray) -> TensorProto:

@@ -109,11 +109,12 @@ def inline_if(model: Editor, scope: Scope, node: NodeProto, take_then: bool) -> 
         source = mapping.get(out, out)
         identities.append(helper.make_node("Identity", [source], [target], name=f"{node.name or 'If'}/out{i}"))
     new_nodes = list(taken.node) + identities
-    if scope.is_function:
+    constants_as_nodes = scope.is_function or model.proto.ir_version < 4  # IR < 4: initializers are inputs
+    if constants_as_nodes:
         new_nodes = [helper.make_node("Constant", [], [t.name], value=t) for t in taken.initializer] + new_nodes
     model.replace_node(node, new_nodes)  # first: the If's outputs may be the branch's initializers' names
     if not scope.is_function:
-        for tensor in taken.initializer:
+        for tensor in [] if constants_as_nodes else taken.initializer:
             model.add_initializer(tensor.name, tensor, scope=scope)
         for sparse in taken.sparse_initializer:
             model.add_sparse_initializer(sparse, scope=scope)

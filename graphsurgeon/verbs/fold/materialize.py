@@ -15,6 +15,7 @@ from graphsurgeon.core import io
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import declared_nbytes, external_ref, is_external, read_tensor, resolve_location
 from graphsurgeon.core.walk import model_tensors
+from graphsurgeon.errors import SaveError
 from graphsurgeon.verbs.fold.evaluate import tensor_from_array
 
 _EXTERNAL_THRESHOLD = 1024
@@ -82,7 +83,8 @@ class Materializer:
         self._path: Path | None = None
 
     def tensor(self, name: str, value: np.ndarray) -> TensorProto:
-        value = np.ascontiguousarray(value) if value.dtype != object else value
+        if value.dtype != object and not value.flags.c_contiguous:  # (ascontiguousarray makes a scalar [1])
+            value = np.array(value, order="C")
         if not self.external or value.dtype == object or value.dtype.kind in "US" or value.nbytes < _EXTERNAL_THRESHOLD:
             return tensor_from_array(name, np.asarray(value))
         try:
@@ -133,7 +135,13 @@ class Materializer:
             n += 1
             self._location = io.unused_location(model.proto, f"{stem}.folded{n}.data")
         self._path = data_dir / self._location
-        self._file = open(self._path, "wb")  # noqa: SIM115 - closed in close()
+        try:
+            self._file = open(self._path, "wb")  # noqa: SIM115 - closed in close()
+        except OSError as e:
+            raise SaveError(
+                f"cannot write {self._path} (the folded values' data file, beside the model's external data): "
+                f"{e.strerror or e}"
+            ) from e
         model.adopt_data_file(self._path)
 
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphsurgeon-fold-writer")

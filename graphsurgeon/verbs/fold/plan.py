@@ -5,7 +5,7 @@ topological order, and one backward pass for the size limit."""
 from __future__ import annotations
 
 import numpy as np
-from onnx import NodeProto
+from onnx import AttributeProto, NodeProto
 
 from graphsurgeon.core.constants import ONNX_DOMAINS, constant_tensor, is_constant_node
 from graphsurgeon.core.editor import Editor
@@ -42,8 +42,12 @@ def scope_label(scope: Scope) -> str:
 
 
 def _has_ref_attr(node: NodeProto) -> bool:
+    if not node.attribute:
+        return False
     if any(a.ref_attr_name for a in node.attribute):
         return True
+    if not any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute):
+        return False
     subgraphs = (sub for _, g in node_subgraphs(node) for sub in graphs_under(g))
     return any(a.ref_attr_name for sub in subgraphs for n in sub.node for a in n.attribute)
 
@@ -69,6 +73,12 @@ class Plan:
         self.dead_scopes: set[int] = set()
         self.functions = {(k[0], k[1]) for k in self.index.functions}
         self.implicit_cache: dict[int, set[str]] = {}
+        # before IR 4 every initializer is also a graph input (overridable): constants stay Constant nodes
+        self.constant_nodes_everywhere = model.proto.ir_version < 4
+
+    def keeps_constant_nodes(self, scope: Scope) -> bool:
+        """Does this scope hold its constants as Constant nodes (functions; every graph before IR 4)?"""
+        return scope.is_function or self.constant_nodes_everywhere
 
     def implicit(self, scope: Scope, node: NodeProto) -> set[str]:
         key = id(node)
@@ -90,7 +100,11 @@ class Plan:
             return False
         if id(producer) in self.fold:
             return True
-        return home.is_function and is_constant_node(producer) and constant_tensor(producer, name) is not None
+        return (
+            self.keeps_constant_nodes(home)
+            and is_constant_node(producer)
+            and constant_tensor(producer, name) is not None
+        )
 
     def is_removed(self, node: NodeProto) -> bool:
         return id(node) in self.fold and id(node) not in self.kept
@@ -118,7 +132,7 @@ class Plan:
         if not outputs:
             return None
         if is_constant_node(node):
-            if scope.is_function or constant_tensor(node, node.output[0]) is None:
+            if self.keeps_constant_nodes(scope) or constant_tensor(node, node.output[0]) is None:
                 return None  # functions keep their Constants; sparse Constants fold through onnxruntime below
             return "const"
         if _has_ref_attr(node):
@@ -126,7 +140,7 @@ class Plan:
         partial = self.shapes.value(scope, outputs[0]) if len(node.output) == 1 else None
         reads = free_reads(node, self.implicit(scope, node))
         all_known = all(self.known(scope, r) for r in reads)
-        if partial is not None and partial.is_static() and not all_known:
+        if partial is not None and partial.is_static():  # computed here, no session needed
             if id(node) in self.exclude:
                 self._reject(scope, node, "excluded by `exclude`", True)
                 return None

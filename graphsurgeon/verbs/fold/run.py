@@ -11,7 +11,7 @@ from onnx import FunctionProto, NodeProto, TensorProto
 
 from graphsurgeon.core.constants import constant_tensor
 from graphsurgeon.core.editor import Editor
-from graphsurgeon.core.external_data import is_external
+from graphsurgeon.core.external_data import inline_problem, is_external
 from graphsurgeon.core.index import Scope
 from graphsurgeon.errors import RewriteError
 from graphsurgeon.verbs.fold.edit import apply_plan
@@ -31,10 +31,18 @@ def _partial_value(plan: Plan, scope: Scope, name: str) -> np.ndarray:
 
 
 def run_round(
-    model: Editor, report: FoldReport, *, size_limit: int, exclude: set[int], fold_qdq: bool, batch_bytes: int
+    model: Editor,
+    report: FoldReport,
+    *,
+    size_limit: int,
+    exclude: set[int],
+    fold_qdq: bool,
+    batch_bytes: int,
+    shapes: ShapeInfo | None = None,
 ):
-    """One plan/evaluate/edit round. Returns the number of nodes removed."""
-    shapes = ShapeInfo(model)
+    """One plan/evaluate/edit round. Returns the number of nodes removed. `shapes`: still valid knowledge (the
+    model changed since only by meaning-preserving edits that keep every surviving name's value)."""
+    shapes = shapes if shapes is not None else ShapeInfo(model)
     plan = Plan(model, shapes, size_limit=size_limit, exclude=exclude, fold_qdq=fold_qdq)
     plan.build()
     report.unfolded.extend(plan.unfolded)
@@ -107,6 +115,9 @@ def run_round(
                         tensor = constant_tensor(producer, name)
                 if tensor is None or is_external(tensor) or tensor.ByteSize() > _INLINE_CONSTANT:
                     return None
+                problem = inline_problem(tensor)
+                if problem:  # onnxruntime and the reference evaluator would fail on it with no clear word
+                    raise RewriteError(f"cannot fold: {problem}")
                 if tensor.name != name:
                     renamed = TensorProto()
                     renamed.CopyFrom(tensor)
@@ -276,7 +287,7 @@ def _alias_instead(plan: Plan, scope: Scope, producer: NodeProto, name: str, val
         if home is not None and source in home.initializers and source not in home.inputs:
             aliases.setdefault(id(scope), {})[name] = source
             return True
-    if not isinstance(value, np.ndarray) or value.dtype == object or value.nbytes < 64:
+    if not isinstance(value, np.ndarray) or value.dtype == object:
         return False
     key = (id(scope), str(value.dtype), value.shape, _fingerprint(value))
     first = seen.get(key)

@@ -55,7 +55,7 @@ Elem = int | Sym | None  # None: unknown and not even named
 class Partial:
     """A small integer tensor of rank 0 or 1 whose elements are ints or symbols."""
 
-    dtype: int  # TensorProto data type (INT64 / INT32)
+    dtype: int  # TensorProto data type (INT64 / INT32; BOOL for comparisons of them, elements 0 / 1)
     scalar: bool
     elems: tuple[Elem, ...]
 
@@ -63,8 +63,25 @@ class Partial:
         return all(isinstance(e, int) for e in self.elems)
 
     def array(self) -> np.ndarray:
-        arr = np.array(self.elems, dtype=_INT_TYPES[self.dtype])
+        arr = np.array(self.elems, dtype=np.bool_ if self.dtype == TensorProto.BOOL else _INT_TYPES[self.dtype])
         return arr.reshape(()) if self.scalar else arr
+
+
+def _merge(known: list[Elem] | None, derived: list[Elem]) -> list[Elem]:
+    """Inferred dims completed by derived ones: an int wins, then a named dim, then the derived symbol."""
+    if known is None:
+        return derived
+    if len(known) != len(derived):
+        return known
+    out: list[Elem] = []
+    for k, d in zip(known, derived, strict=True):
+        if isinstance(k, int) or isinstance(d, int) or d is None:
+            out.append(k if isinstance(k, int) or not isinstance(d, int) else d)
+        elif isinstance(k, Sym) and k.key[0] == "param":
+            out.append(k)
+        else:
+            out.append(d)
+    return out
 
 
 def _attr(node: NodeProto, name: str, default=None):
@@ -79,13 +96,21 @@ def _attr(node: NodeProto, name: str, default=None):
 class ShapeInfo:
     """Types from onnx's inference (graphs only, not function bodies) and partial values, per scope."""
 
-    def __init__(self, model: Editor, *, infer: bool = True):
+    def __init__(self, model: Editor, *, infer: bool = True, reuse: ShapeInfo | None = None):
+        """`reuse`: an earlier instance whose inferred types still hold (the model changed since only by
+        meaning-preserving rewires, which keep every surviving name's value): no inference, only propagation."""
         self.model = model
         self.index = model.index
         self.types: dict[int, dict[str, TypeProto]] = {}
         self.partial: dict[tuple[int, str], Partial] = {}
+        # (id(scope), name) -> (element type, dims): inferred dims completed by DIM_RULES; and dims known
+        self.derived: dict[tuple[int, str], tuple[int | None, tuple[Elem, ...]]] = {}
+        self._dims: dict[tuple[int, str], tuple[Elem, ...]] = {}
+        self._constants: dict[tuple[int, str], Partial | None] = {}
         self.opset = model.opset_version()
-        if infer:
+        if reuse is not None:
+            self.types = {key: dict(types) for key, types in reuse.types.items()}
+        elif infer:
             self._infer()
         self._record_declared()
         self._propagate()
@@ -134,15 +159,15 @@ class ShapeInfo:
     def elem_type(self, scope: Scope, name: str) -> int | None:
         t = self.type_of(scope, name)
         if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.elem_type:
-            return None
+            home = scope.resolve(name) or scope
+            derived = self.derived.get((id(home), name))
+            return derived[0] if derived is not None else None
         return t.tensor_type.elem_type
 
     def dims(self, scope: Scope, name: str) -> list[int | None] | None:
         """Static dims (None where not static), or None if the rank is unknown."""
-        t = self.type_of(scope, name)
-        if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.HasField("shape"):
-            return None
-        return [d.dim_value if _static(d) else None for d in t.tensor_type.shape.dim]
+        dims = self.symbolic_dims(scope, name)
+        return None if dims is None else [d if isinstance(d, int) else None for d in dims]
 
     def static_dims(self, scope: Scope, name: str) -> list[int] | None:
         """Dims when all are static; None otherwise."""
@@ -154,6 +179,23 @@ class ShapeInfo:
 
     def symbolic_dims(self, scope: Scope, name: str) -> list[Elem] | None:
         """Dims as ints or symbols (dim_param, else unique to this tensor and axis); None if rank unknown."""
+        home = scope.resolve(name) or scope
+        key = (id(home), name)
+        found = self._dims.get(key)
+        if found is None:
+            derived = self.derived.get(key)
+            if derived is not None:
+                found = derived[1]
+            else:
+                declared = self._declared_dims(scope, name)
+                if declared is None:
+                    return None
+                found = tuple(declared)
+            self._dims[key] = found
+        return list(found)
+
+    def _declared_dims(self, scope: Scope, name: str) -> list[Elem] | None:
+        """Dims from the inferred or declared type alone."""
         t = self.type_of(scope, name)
         if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.HasField("shape"):
             return None
@@ -194,6 +236,12 @@ class ShapeInfo:
         home = scope.resolve(name)
         if home is None:
             return None
+        key = (id(home), name)
+        if key not in self._constants:
+            self._constants[key] = self._read_constant_partial(home, name)
+        return self._constants[key]
+
+    def _read_constant_partial(self, home: Scope, name: str) -> Partial | None:
         tensor = None
         if name in home.initializers and not (home.parent is None and not home.is_function and name in home.inputs):
             tensor = home.initializers[name]
@@ -225,14 +273,50 @@ class ShapeInfo:
     def _propagate(self) -> None:
         for scope in self.index.scopes:
             for node in ordered_nodes(scope):
-                if node.domain not in ("", "ai.onnx") or len(node.output) != 1 or not node.output[0]:
+                if node.domain not in ("", "ai.onnx") or not node.output:
                     continue
-                try:
-                    result = self._rule(scope, node)
-                except (ValueError, IndexError, TypeError, KeyError, OverflowError):
-                    result = None
-                if result is not None:
-                    self.partial[(id(scope), node.output[0])] = result
+                if len(node.output) == 1 and node.output[0] and self._may_be_int(scope, node.output[0]):
+                    try:
+                        result = self._rule(scope, node)
+                    except (ValueError, IndexError, TypeError, KeyError, OverflowError):
+                        result = None
+                    if result is not None:
+                        self.partial[(id(scope), node.output[0])] = result
+                self._complete_dims(scope, node)
+
+    def _may_be_int(self, scope: Scope, name: str) -> bool:
+        """Could this value carry a partial value (its inferred type is unknown, an int type or bool)?"""
+        t = self.types.get(id(scope.container), {}).get(name)
+        if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.elem_type:
+            return True
+        return t.tensor_type.elem_type in _INT_TYPES or t.tensor_type.elem_type == TensorProto.BOOL
+
+    def _complete_dims(self, scope: Scope, node: NodeProto) -> None:
+        """Dims onnx's inference left unknown (or anonymous), from the op's rule in DIM_RULES."""
+        from graphsurgeon.verbs.fold.dims import DIM_RULES
+
+        local = self.types.get(id(scope.container), {})
+        declared: list[list[Elem] | None] = []
+        for o in node.output:
+            t = local.get(o) if o else None
+            if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.HasField("shape"):
+                declared.append(None if o else [])
+            else:
+                declared.append(self._declared_dims(scope, o))
+        if all(d is not None and all(isinstance(e, int) for e in d) for d in declared):
+            return
+        rule = DIM_RULES.lookup(node.op_type, self.opset)
+        if rule is None:
+            return
+        try:
+            results = rule(self, scope, node)
+        except (ValueError, IndexError, TypeError, KeyError, OverflowError, ZeroDivisionError):
+            return
+        for out, known, result in zip(node.output, declared, results or (), strict=False):
+            if not out or result is None:
+                continue
+            elem, dims = result
+            self.derived[(id(scope), out)] = (elem, tuple(_merge(known, dims)))
 
     def _rule(self, scope: Scope, node: NodeProto) -> Partial | None:
         rule = PARTIAL_RULES.lookup(node.op_type, self.opset)
@@ -355,10 +439,67 @@ _ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}
 @PARTIAL_RULES.register("Add", "Sub", "Mul", "Div")
 def _arithmetic(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
     a, b = info._input(scope, node, 0), info._input(scope, node, 1)
-    if a is None or b is None or not (a.is_static() and b.is_static()):
+    if a is None or b is None or TensorProto.BOOL in (a.dtype, b.dtype):
         return None
-    arr = _ARITHMETIC.get(node.op_type, _int_div)(a.array(), b.array())
-    return Partial(a.dtype, arr.ndim == 0, tuple(int(v) for v in np.asarray(arr).reshape(-1)))
+    if a.is_static() and b.is_static():
+        arr = _ARITHMETIC.get(node.op_type, _int_div)(a.array(), b.array())
+        return Partial(a.dtype, arr.ndim == 0, tuple(int(v) for v in np.asarray(arr).reshape(-1)))
+    if len(a.elems) != len(b.elems) and 1 not in (len(a.elems), len(b.elems)):
+        return None
+    n = max(len(a.elems), len(b.elems))
+    pairs = zip(a.elems * (n // len(a.elems)), b.elems * (n // len(b.elems)), strict=True)
+    return Partial(a.dtype, a.scalar and b.scalar, tuple(_symbolic(node.op_type, x, y) for x, y in pairs))
+
+
+def _symbolic(op: str, x: Elem, y: Elem) -> Elem:
+    """One element of symbolic arithmetic: what the neutral element (x+0, x*1, x/1...) or zero (x*0) fixes."""
+    if isinstance(x, int) and isinstance(y, int):
+        return int(_ARITHMETIC.get(op, _int_div)(np.array(x), np.array(y)))
+    if op == "Mul" and 0 in (x, y):
+        return 0
+    if (op in ("Add", "Sub") and y == 0) or (op in ("Mul", "Div") and y == 1):
+        return x
+    if (op == "Add" and x == 0) or (op == "Mul" and x == 1):
+        return y
+    return None
+
+
+_COMPARISONS = {
+    "Equal": np.equal,
+    "Less": np.less,
+    "Greater": np.greater,
+    "LessOrEqual": np.less_equal,
+    "GreaterOrEqual": np.greater_equal,
+}
+
+
+@PARTIAL_RULES.register(*_COMPARISONS)
+def _compare(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    """Comparisons of shape values (an If's condition on dims): static operands, or Equal of one symbol."""
+    a, b = info._input(scope, node, 0), info._input(scope, node, 1)
+    if a is None or b is None or TensorProto.BOOL in (a.dtype, b.dtype):
+        return None
+    if a.is_static() and b.is_static():
+        arr = np.asarray(_COMPARISONS[node.op_type](a.array(), b.array()))
+        return Partial(TensorProto.BOOL, arr.ndim == 0, tuple(int(v) for v in arr.reshape(-1)))
+    if node.op_type in ("Equal", "LessOrEqual", "GreaterOrEqual") and a.scalar == b.scalar and a.elems == b.elems:
+        if all(isinstance(e, Sym) for e in a.elems):
+            return Partial(TensorProto.BOOL, a.scalar, (1,) * len(a.elems))  # the same symbol is equal to itself
+    return None
+
+
+@PARTIAL_RULES.register("Not", "And", "Or", "Xor")
+def _logic(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
+    values = [info._input(scope, node, i) for i in range(len(node.input))]
+    if not values or any(v is None or v.dtype != TensorProto.BOOL or not v.is_static() for v in values):
+        return None
+    arrays = [v.array() for v in values if v is not None]
+    if node.op_type == "Not":
+        arr = np.logical_not(arrays[0])
+    else:
+        arr = {"And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}[node.op_type](*arrays)
+    arr = np.asarray(arr)
+    return Partial(TensorProto.BOOL, arr.ndim == 0, tuple(int(v) for v in arr.reshape(-1)))
 
 
 def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -212,8 +212,10 @@ def _unsqueeze(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) 
 def _squeeze(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
     if shapes.symbolic_dims(scope, node.input[0]) is None:
         return None
+    # no axes (no attribute before opset 13, no input from 13 on) or empty ones: squeeze every unit dim
+    given = len(node.input) >= 2 and bool(node.input[1]) or _attr(node, "axes") is not None
     axes = _axes_operand(model, scope, node)
-    if axes is not None and np.asarray(axes).size == 0 and len(node.input) >= 2:
+    if not given or (axes is not None and np.asarray(axes).size == 0):
         static = shapes.dims(scope, node.input[0])
         return 0 if static is not None and all(d is not None and d != 1 for d in static) else None
     return None
@@ -227,12 +229,21 @@ def _pad(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int
     return 0 if pads is not None and pads.size and np.all(pads == 0) else None
 
 
-@NOOP_RULES.register("Slice")
+@NOOP_RULES.register("Slice", since=10)
 def _slice(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
     dims = shapes.symbolic_dims(scope, node.input[0])
     if dims is None or len(node.input) < 3:
         return None
     return _slice_noop(model, shapes, scope, node, dims)
+
+
+@NOOP_RULES.register("Slice", until=9)
+def _slice_attributes(model: Editor, shapes: ShapeInfo, scope: Scope, node: NodeProto) -> int | None:
+    static = shapes.dims(scope, node.input[0])
+    starts, ends, axes = _attr(node, "starts"), _attr(node, "ends"), _attr(node, "axes")
+    if static is None or starts is None or ends is None:
+        return None
+    return _whole_slice(static, np.asarray(starts), np.asarray(ends), None if axes is None else list(axes), None)
 
 
 @NOOP_RULES.register("Add", "Sub", "Mul", "Div")
@@ -260,6 +271,11 @@ def _slice_noop(model, shapes, scope, node, dims) -> int | None:
         and steps is None
     ):
         return None
+    return _whole_slice(static, starts, ends, axes, steps)
+
+
+def _whole_slice(static, starts, ends, axes, steps) -> int | None:
+    """0 if slicing `static` dims this way keeps every element, else None."""
     rank = len(static)
     axes_list = [int(a) + rank if a < 0 else int(a) for a in (axes if axes is not None else range(len(starts)))]
     steps_list = [int(s) for s in (steps if steps is not None else [1] * len(starts))]
