@@ -124,3 +124,32 @@ def test_cli(tmp_path: Path, capsys):
     assert main(["extract", str(path), "--inputs", "h", "--outputs", "y", "-o", str(bad)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'cond'" in err[0] and not bad.exists()
+
+
+def test_an_output_of_unknown_rank_is_refused(tmp_path):
+    """Fuzz finding: an intermediate output typed float with no shape (ReduceSum over runtime axes) was written
+    as a graph output, which onnx's checker refuses ("Field 'shape' of 'type' is required")."""
+    from onnx import TensorProto, helper
+
+    model = helper.make_model(
+        helper.make_graph(
+            [
+                helper.make_node("ReduceSum", ["x", "axes"], ["r"], keepdims=0),
+                helper.make_node("Relu", ["r"], ["y"]),
+            ],
+            "g",
+            [
+                helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                helper.make_tensor_value_info("axes", TensorProto.INT64, [1]),
+            ],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        ),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+    del model.graph.output[0].type.tensor_type.shape.dim[:]
+    model.graph.output[0].type.tensor_type.shape.SetInParent()
+    original = model.SerializeToString()
+    edited = gs.load(model)
+    with pytest.raises(gs.RewriteError, match=r"no complete type for 'r' \('r': its type is incomplete"):
+        edited.extract(outputs=["r"])
+    assert edited.proto.SerializeToString() == original

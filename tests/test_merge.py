@@ -127,3 +127,25 @@ def test_type_mismatch_is_refused(tmp_path):
     preprocessing(tmp_path / "pre2.onnx", out="z")
     with pytest.raises(RewriteError, match="is float but B's input 'raw' is uint8"):
         gs.load(tmp_path / "pre.onnx").merge(tmp_path / "pre2.onnx", connect="normalized:raw", prefix_b="b_")
+
+
+def test_connected_name_reused_by_b_is_refused_before_any_edit(tmp_path):
+    """Fuzz finding: A x->y fed into B x->y (`connect` y:x) wrote two producers of 'y'."""
+    relu = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    onnx.save(relu, tmp_path / "a.onnx")
+    onnx.save(relu, tmp_path / "b.onnx")
+    a = gs.load(tmp_path / "a.onnx")
+    with pytest.raises(RewriteError, match=r"tensor name\(s\) 'y'; give `prefix_a` or `prefix_b`"):
+        a.merge(tmp_path / "b.onnx", connect="y:x")
+    assert a.proto.SerializeToString() == relu.SerializeToString()
+    merged = gs.load(tmp_path / "a.onnx").merge(tmp_path / "b.onnx", connect="y:x", prefix_b="b/")
+    onnx.checker.check_model(merged.proto)
+    assert [o.name for o in merged.proto.graph.output] == ["b/y"]

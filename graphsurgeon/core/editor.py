@@ -553,7 +553,8 @@ class Editor(ModelState):
     def add_graph_output(
         self, name: str, dtype: DType | None = None, shape: Sequence[int | str | None] | None = None
     ) -> ValueInfoProto:
-        """Make a tensor of the main graph a graph output (type from value_info unless given)."""
+        """Make a tensor of the main graph a graph output (type from value_info unless given; without `dtype`,
+        a tensor whose recorded type onnx's checker would refuse as an output is refused)."""
         main = self.index.main
         if main.resolve(name) is None:
             raise RewriteError(f"cannot add graph output {name!r}: no tensor of that name in the main graph")
@@ -566,6 +567,9 @@ class Editor(ModelState):
             info.CopyFrom(main.value_info[name])
         else:
             info = ValueInfoProto(name=name)
+        problem = None if dtype is not None else io_type_problem(info)
+        if problem is not None:
+            raise RewriteError(f"cannot add graph output {name!r}: {problem} (give `dtype` and `shape`)")
         added = main.add_output(info)
         self.record("added", "output", name, _type_text(added))
         return added
@@ -591,6 +595,21 @@ def _namespace(model: ModelProto, function: tuple[str, str, str] | None) -> Iter
     body = next(f for f in model.functions if (f.domain, f.name, getattr(f, "overload", "")) == function)
     yield body
     yield from graphs_under(*(g for node in body.node for _, g in node_subgraphs(node)))
+
+
+def io_type_problem(info: ValueInfoProto) -> str | None:
+    """Why onnx's checker would refuse `info` as a main-graph input or output (no type, a tensor type without
+    element type or shape, ...), or None when it is complete enough."""
+    import onnx.checker
+
+    if not info.HasField("type") or info.type.WhichOneof("value") is None:
+        return "its type is unknown"
+    try:
+        onnx.checker.check_value_info(info)
+    except onnx.checker.ValidationError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "the checker refuses it"
+        return f"its type is incomplete ({first.rstrip('.')})"
+    return None
 
 
 def _type_text(info: ValueInfoProto) -> str:

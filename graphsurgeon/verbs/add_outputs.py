@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from graphsurgeon.core.editor import Editor
+from graphsurgeon.core.editor import Editor, io_type_problem
 from graphsurgeon.core.format import format_type
 from graphsurgeon.core.select import select_nodes
 from graphsurgeon.core.verb import Opt, verb
@@ -68,11 +68,19 @@ def add_outputs(
         ctx.note("every tensor asked for is already a graph output")
         return
     types = inferred_types(ctx, new)
-    untyped = [name for name in new if name not in types]
+    infos = {name: value_info(name, types.get(name)) for name in new}
+    untyped = {name: problem for name in new if (problem := io_type_problem(infos[name])) is not None}
+    named = [name for name in untyped if name in tensors]
+    if named:
+        raise RewriteError(
+            f"cannot make {named[0]!r} a graph output: {untyped[named[0]]}, even after shape inference; "
+            "give the model's value_info a complete type for it (set-shape) or leave it out"
+        )
     for name in new:
-        info = value_info(name, types.get(name))
-        main.add_output(info)
-        ctx.record("added", "output", name, format_type(info.type) if info.HasField("type") else "type unknown")
+        if name not in untyped:
+            main.add_output(infos[name])
+            ctx.record("added", "output", name, format_type(infos[name].type))
     if untyped:
         more = f" and {len(untyped) - 5} more" if len(untyped) > 5 else ""
-        ctx.note(f"shape inference found no type for {', '.join(map(repr, untyped[:5]))}{more} (left untyped)")
+        shown = ", ".join(map(repr, list(untyped)[:5]))
+        ctx.note(f"skipped {shown}{more}: shape inference found no complete type (an output needs one)")

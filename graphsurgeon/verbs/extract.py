@@ -11,7 +11,7 @@ from typing import Annotated
 
 from onnx import NodeProto, TypeProto, ValueInfoProto
 
-from graphsurgeon.core.editor import Editor
+from graphsurgeon.core.editor import Editor, io_type_problem
 from graphsurgeon.core.format import format_type
 from graphsurgeon.core.index import Scope
 from graphsurgeon.core.verb import Opt, verb
@@ -108,11 +108,19 @@ def extract(
     types = inferred_types(ctx, [*intermediate, *(n for n in outputs if n not in main.outputs)])
     input_infos = [_interface_info(main.inputs, name, types) for name in new_inputs]
     output_infos = [_interface_info(main.outputs, name, types) for name in outputs]
-    untyped = [info.name for info in (*input_infos, *output_infos) if not info.HasField("type")]
+    untyped = {
+        info.name: problem
+        for info in (*input_infos, *output_infos)
+        if info.name not in main.inputs
+        and info.name not in main.outputs
+        and (problem := io_type_problem(info)) is not None
+    }
     if untyped:
+        first = next(iter(untyped))
         raise RewriteError(
-            f"shape inference finds no type for {', '.join(map(repr, untyped[:5]))}; "
-            "record their types in value_info first"
+            f"shape inference finds no complete type for {', '.join(map(repr, list(untyped)[:5]))} "
+            f"({first!r}: {untyped[first]}), which a graph input or output needs; record their types in "
+            "value_info first"
         )
     input_infos = [_copy(info) for info in input_infos]
     output_infos = [_copy(info) for info in output_infos]

@@ -103,16 +103,14 @@ def merge(
         if key in a_fn and a_fn[key].SerializeToString() != f.SerializeToString():
             raise RewriteError(f"A and B both define function {f.domain}::{f.name}, differently")
 
+    _refuse_clashes(ctx, b, pairs, prefix_a or "", prefix_b or "")
+
     if prefix_a:
         _prefix(ctx, prefix_a)
         pairs = {b_in: prefix_a + a_out for b_in, a_out in pairs.items()}
     if prefix_b:
         _prefix(b, prefix_b)
         pairs = {prefix_b + b_in: a_out for b_in, a_out in pairs.items()}
-    clash = sorted((ctx.tensor_names() & b.tensor_names()) - set(pairs.values()) - set(pairs))
-    if clash:
-        shown = ", ".join(repr(n) for n in clash[:5]) + (f" and {len(clash) - 5} more" if len(clash) > 5 else "")
-        raise RewriteError(f"A and B both use the tensor name(s) {shown}; pass `prefix_a` or `prefix_b`")
     va, vb = ctx.opset_version(""), b.opset_version("")
     if va is not None and vb is not None and va != vb:
         _upgrade(ctx, vb, "A") if va < vb else _upgrade(b, va, "B")
@@ -120,6 +118,18 @@ def merge(
     b.rename_tensors(pairs)  # B reads A's outputs directly
     _splice(ctx, b, set(pairs.values()))
     ctx.proto.ir_version = max(ctx.proto.ir_version, b.proto.ir_version)
+
+
+def _refuse_clashes(a: Editor, b: Editor, pairs: dict[str, str], prefix_a: str, prefix_b: str) -> None:
+    """Refuse, before any edit, a tensor name the merged graph would define twice: every name of A (prefixed)
+    against B's (prefixed) names other than the connected inputs, which become A's outputs."""
+    names_a = {prefix_a + name for name in a.tensor_names() if name}
+    names_b = {prefix_b + name for name in b.tensor_names() - set(pairs) if name}
+    clash = sorted(names_a & names_b)
+    if clash:
+        shown = ", ".join(repr(n) for n in clash[:5]) + (f" and {len(clash) - 5} more" if len(clash) > 5 else "")
+        hint = "give `prefix_a` or `prefix_b`" if not (prefix_a or prefix_b) else "give different prefixes"
+        raise RewriteError(f"A and B both use the tensor name(s) {shown}; {hint} to keep them apart")
 
 
 def _splice(ctx: Editor, b: Editor, connected: set[str]) -> None:
