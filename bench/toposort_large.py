@@ -236,9 +236,7 @@ def main() -> int:
 
     runs: dict[str, list[H.Run]] = {label: [] for label, *_ in tools}
     checks: dict[str, str] = {}
-    H.warm_imports(
-        ["numpy", "onnx", "onnx_ir", "onnx_graphsurgeon", "graphsurgeon.cli", "graphsurgeon.verbs.toposort"]
-    )
+    H.warm_imports(["numpy", "onnx", "onnx_ir", "onnx_graphsurgeon", "graphsurgeon.cli", "graphsurgeon.verbs.toposort"])
     for round_ in range(args.repeat):
         shift = round_ % len(tools)
         for label, cmd, out in tools[shift:] + tools[:shift]:

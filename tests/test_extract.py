@@ -57,6 +57,8 @@ def test_corpus_cut_computes_what_the_original_computes_there(name: str, tmp_pat
     try:
         model.extract(inputs=[start] if start else [], outputs=end)
     except GraphSurgeonError as e:  # the cut needs a graph input besides `start`: name it too
+        if "no complete type" in str(e):  # `start` has unknown rank (an If's output): no valid graph input
+            return
         assert "not among `inputs`" in str(e)
         needed = str(e).split("needs ")[1].split("'")[1]
         model.extract(inputs=[start, needed], outputs=end)
@@ -80,7 +82,7 @@ def test_weights_are_never_read(tmp_path: Path, monkeypatch):
         raise AssertionError("a weight was read")
 
     monkeypatch.setattr(external_data, "read_tensor", refuse)
-    monkeypatch.setattr("graphsurgeon.core.editor.read_tensor", refuse)
+    monkeypatch.setattr("graphsurgeon.core.state.read_tensor", refuse)  # where ModelState imports it
     monkeypatch.setattr(onnx.numpy_helper, "to_array", refuse)
     polygraphy = CORPUS / "polygraphy"
     model = gs.load(polygraphy / "ext_weights.onnx", external_data_dir=polygraphy / "data")

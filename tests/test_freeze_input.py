@@ -101,3 +101,11 @@ def test_cli(tmp_path: Path, capsys):
     )
     assert main(["freeze-input", str(path), "--input", "scales=1,1,3,3", "--fold", "-o", str(out)]) == 0
     assert [i.name for i in onnx.load(out).graph.input] == ["x"]
+
+
+def test_model_without_outputs_is_refused():
+    """Fuzz finding: freezing the only input of a model with no outputs left one onnxruntime cannot load."""
+    from tests.test_remove_node import no_output_model
+
+    with pytest.raises(GraphSurgeonError, match="has no graph outputs"):
+        gs.load(no_output_model().SerializeToString()).freeze_input(input=["x=1,2"])

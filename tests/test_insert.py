@@ -82,6 +82,9 @@ def test_tensor_attribute_from_npy(tmp_path: Path):
         ({"op": "LeakyRelu", "inputs": ["a"], "outputs": ["a"], "attr": ["alpha=x"]}, "takes a number"),
         ({"op": "Cast", "inputs": ["a"], "outputs": ["a"]}, "needs the attribute"),
         ({"op": "Relu", "inputs": ["a"], "outputs": ["a"], "name": "relu"}, "already exists"),
+        # fuzz findings: types the op or the readers do not accept made models onnxruntime refuses
+        ({"op": "Not", "inputs": ["a"], "outputs": ["a"]}, r"Not \(opset 17\) cannot read 'a' \(tensor\(float\)\)"),
+        ({"op": "Identity", "inputs": ["x"], "outputs": ["y"]}, r"output 0 would be tensor\(float\), but the readers"),
     ],
 )
 def test_refusals(options: dict, message: str):
@@ -164,3 +167,27 @@ def test_corpus_identity_insert_keeps_the_meaning_and_the_rest(path: Path, tmp_p
     sections = {(s, a) for s, a, _ in diff_lines(path, tmp_path / "out.onnx")}
     assert sections <= {("node", "added"), ("node", "changed"), ("node", "removed")}, sections
     assert external_data_dir(path)
+
+
+def test_sequence_input_refused_where_the_op_takes_tensors():
+    """Fuzz finding: Identity-13 (tensors only) was inserted on a sequence; onnxruntime refused the model."""
+    seq = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None)
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("SequenceConstruct", ["x"], ["s"])],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+            [seq],
+        ),
+        opset_imports=[helper.make_opsetid("", 13)],
+    )
+    with pytest.raises(GraphSurgeonError, match=r"cannot read 's' \(seq\(tensor\(float\)\)\) as `input`"):
+        gs.load(model.SerializeToString()).insert(op="Identity", inputs=["s"], outputs=["s"])
+
+
+def test_an_undefined_element_type_is_not_judged():
+    """Fuzz finding: an input typed with element type 99 (no onnx name) made the type check crash."""
+    model = chain_model()
+    model.graph.output[0].type.tensor_type.elem_type = 99
+    edited = gs.load(model.SerializeToString()).insert(op="Neg", inputs=["c"], outputs=["y"])
+    assert [n.op_type for n in edited.proto.graph.node][-1] in ("Neg", "Cast")

@@ -209,3 +209,51 @@ def test_corpus_removing_no_ops_keeps_the_meaning(path: Path, tmp_path: Path, ca
     assert removed
     changed = {(s, a) for s, a, _ in diff_lines(path, out)}
     assert changed <= {("node", "removed"), ("node", "changed"), ("output", "changed"), ("initializer", "removed")}
+
+
+def no_output_model() -> onnx.ModelProto:
+    """x -> Acos -> y with y not a graph output (onnxruntime loads it; with Acos gone it cannot)."""
+    return helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Acos", ["x"], ["y"], name="acos")],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+            [],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+
+
+def test_fuzz_findings_no_outputs_and_sequence_vs_tensor_are_refused():
+    with pytest.raises(GraphSurgeonError, match="has no graph outputs"):
+        gs.load(no_output_model().SerializeToString()).remove_node(node="Acos", all=True)
+    model = helper.make_model(
+        helper.make_graph(
+            [
+                helper.make_node("SequenceConstruct", ["x"], ["s"], name="construct"),
+                helper.make_node("SequenceAt", ["s", "i"], ["t"], name="at"),
+            ],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+            [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2])],
+            [helper.make_tensor("i", TensorProto.INT64, [], [0])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    with pytest.raises(GraphSurgeonError, match=r"input 0 's' is seq.*\(sequence vs tensor\)"):
+        gs.load(model.SerializeToString()).remove_node(node="at")
+
+
+def test_output_node_of_a_model_without_the_default_opset_is_refused():
+    """Fuzz finding: removing the only node of an ai.onnx.ml model left an Identity no opset imports."""
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Binarizer", ["x"], ["y"], name="bin", domain="ai.onnx.ml")],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        ),
+        opset_imports=[helper.make_opsetid("ai.onnx.ml", 1)],
+    )
+    with pytest.raises(GraphSurgeonError, match="imports no ai.onnx opset"):
+        gs.load(model.SerializeToString()).remove_node(node="bin")

@@ -251,3 +251,14 @@ def test_diff_shows_only_the_replaced_subgraphs(tmp_path):
     constants = {f"{c}_{i}" for c in ("sqrt2", "one", "half") for i in (0, 1)}
     assert removed == inner | constants and changed == {"gelu0", "gelu1"}
     assert {(d.section, d.name) for d in differences if d.action == "added"} == {("opset", "com.microsoft")}
+
+
+def test_an_onnx_op_without_its_required_attributes_is_refused():
+    """Fuzz finding: `op` MaxPool without kernel_shape wrote a model onnx's checker refuses."""
+    model = gs.load(toy("base_match_case"))
+    before = model.proto.SerializeToString()
+    with pytest.raises(gs.RewriteError, match=r"MaxPool \(opset \d+\) needs the attribute\(s\) kernel_shape"):
+        model.rewrite(pattern="C(A(x), B(x))", op="MaxPool", inputs=["x"])
+    with pytest.raises(gs.RewriteError, match=r"Relu \(opset \d+\) takes 1 to 1 inputs, not 2"):
+        model.rewrite(pattern="C(A(x), B(y))", op="Relu")
+    assert model.proto.SerializeToString() == before

@@ -115,3 +115,25 @@ def test_cli(tmp_path: Path, capsys):
     assert "its attributes: alpha" in err
     assert main(["set-attr", str(path), "--node", "LeakyRelu", "--all", "--attr", "alpha=0.3", "-o", str(out)]) == 0
     assert [n.attribute[0].f for n in onnx.load(out).graph.node[:2]] == pytest.approx([0.3, 0.3])
+
+
+def test_a_value_the_checker_refuses_is_refused_before_the_edit():
+    """Fuzz finding: Concat axis=0 over [2,3] and [2,4] is typed right but wrote a model onnxruntime cannot
+    load (its shape inference fails); onnx's checker with strict inference says so first."""
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Concat", ["a", "b"], ["c"], name="cat", axis=1)],
+            "g",
+            [
+                helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
+                helper.make_tensor_value_info("b", TensorProto.FLOAT, [2, 4]),
+            ],
+            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [2, 7])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    edited = gs.load(model.SerializeToString())
+    with pytest.raises(gs.RewriteError, match=r"setting axis on .*'cat'.* makes a model onnx's checker refuses"):
+        edited.set_attr(node="cat", attr=["axis=0"])
+    assert edited.proto.SerializeToString() == model.SerializeToString() and not list(edited.changes)
+    assert edited.set_attr(node="cat", attr=["axis=-1"]).proto.graph.node[0].attribute[0].i == -1

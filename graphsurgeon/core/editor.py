@@ -232,6 +232,11 @@ class Editor(ModelState):
             if out in scope.outputs:
                 producer = scope.producer.get(source)
                 if producer is None or source in scope.outputs or any(r is not node for r in scope.readers(source)):
+                    if self.opset_version("") is None:
+                        raise RewriteError(
+                            f"cannot bypass {describe(scope, node)}: graph output {out!r} would need an Identity, "
+                            "but the model imports no ai.onnx opset"
+                        )
                     self.set_node_inputs(node, [source])
                     node.op_type, node.domain = "Identity", ""
                     del node.attribute[:]

@@ -61,3 +61,38 @@ def operand_index(node: NodeProto, operand: str, opset: int) -> int:
     raise RewriteError(
         f"{node.op_type} (opset {opset}) has no operand named {operand!r}; its inputs are: {', '.join(names)}"
     )
+
+
+def type_string(type_proto: onnx.TypeProto | None) -> str | None:
+    """The schema spelling of a value type ("tensor(float)", "seq(tensor(bool))"), None when not fully known."""
+    if type_proto is None:
+        return None
+    kind = type_proto.WhichOneof("value")
+    if kind in ("tensor_type", "sparse_tensor_type"):
+        elem = getattr(type_proto, kind).elem_type
+        if not elem or elem not in onnx.TensorProto.DataType.values():  # 0 (unknown) or a value onnx does not define
+            return None
+        name = onnx.TensorProto.DataType.Name(elem).lower()
+        return f"{'tensor' if kind == 'tensor_type' else 'sparse_tensor'}({name})"
+    if kind in ("sequence_type", "optional_type"):
+        inner = type_string(getattr(type_proto, kind).elem_type)
+        return None if inner is None else f"{'seq' if kind == 'sequence_type' else 'optional'}({inner})"
+    return None
+
+
+def refused_input_type(
+    schema: onnx.defs.OpSchema, inputs: list[str], types: list[onnx.TypeProto | None]
+) -> tuple[str, str, str, list[str]] | None:
+    """The first input whose known type the schema's type constraints refuse, as (tensor, its type string,
+    the operand name, the allowed type strings); None when every known type is allowed. Unknown types pass."""
+    allowed = {c.type_param_str: list(c.allowed_type_strs) for c in schema.type_constraints}
+    formals = list(schema.inputs)
+    for position, (name, type_proto) in enumerate(zip(inputs, types, strict=True)):
+        if not name or not formals:
+            continue
+        formal = formals[min(position, len(formals) - 1)]
+        spelled = type_string(type_proto)
+        options = allowed.get(formal.type_str, [formal.type_str])
+        if spelled is not None and spelled not in options:
+            return name, spelled, formal.name, options
+    return None

@@ -76,7 +76,15 @@ def static_dims(type_proto: TypeProto | None) -> list[int | str | None] | None:
 
 
 def shape_conflict(a: TypeProto | None, b: TypeProto | None) -> str | None:
-    """Why tensors of types `a` and `b` cannot be the same tensor (None when they may be)."""
+    """Why values of types `a` and `b` cannot be the same value (None when they may be): a different kind
+    (tensor, sequence, optional, map, sparse tensor), element type, rank or static dim."""
+    kind_a = a.WhichOneof("value") if a is not None else None
+    kind_b = b.WhichOneof("value") if b is not None else None
+    if kind_a and kind_b and kind_a != kind_b:
+        return f"{kind_a.removesuffix('_type').replace('_', ' ')} vs {kind_b.removesuffix('_type').replace('_', ' ')}"
+    if a is not None and b is not None and kind_a in ("sequence_type", "optional_type"):
+        inner = shape_conflict(getattr(a, kind_a).elem_type, getattr(b, kind_a).elem_type)
+        return None if inner is None else f"{kind_a.removesuffix('_type')} elements: {inner}"
     ea, eb = elem_type(a), elem_type(b)
     if ea and eb and ea != eb:
         from graphsurgeon.core.format import dtype_name

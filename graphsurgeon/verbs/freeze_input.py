@@ -79,6 +79,8 @@ def freeze_input(
     index = ctx.index
     index.check_references()
     main = index.main
+    if not main.outputs:
+        raise RewriteError("the model has no graph outputs, so no input's value is used; add one (add-outputs) first")
     values: dict[str, np.ndarray] = {}
     for spelling in input:
         name, text = split_assignment(spelling, "input")

@@ -11,6 +11,8 @@ from graphsurgeon.core.attributes import missing_required, op_schema, parse_attr
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.index import Scope
 from graphsurgeon.core.order import ordered_nodes
+from graphsurgeon.core.schema import refused_input_type, type_string
+from graphsurgeon.core.typeinfo import TypeLookup
 from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.errors import RewriteError
 
@@ -101,6 +103,7 @@ def insert(
         raise RewriteError(
             f"the new {op} node would read {cyclic[0]!r}, which is computed from {sorted(taken)}: that is a cycle"
         )
+    _check_types(ctx, op, domain if not standard else "", opset, inputs, outputs)
     if name is not None and name in index.by_name:
         raise RewriteError(f"a node named {name!r} already exists; pick another `name`")
 
@@ -144,6 +147,37 @@ def insert(
         attributes={v.name: v.value for v in values},
     )
     keep_sorted(ctx)
+
+
+def _check_types(ctx: Editor, op: str, domain: str, opset: int | None, inputs: list[str], outputs: list[str]) -> None:
+    """Refuse an input type the op's schema does not accept, and an output whose type (bound by an input's
+    through a shared type variable) differs from what the taken-over tensor's readers expect."""
+    schema = op_schema(op, domain, opset)
+    if schema is None:
+        return
+    lookup, main = TypeLookup(ctx), ctx.index.main
+    types = [lookup.type_of(main, t) if t else None for t in inputs]
+    refused = refused_input_type(schema, inputs, types)
+    if refused is not None:
+        tensor, spelled, operand, allowed = refused
+        shown = ", ".join(allowed[:6]) + (", ..." if len(allowed) > 6 else "")
+        raise RewriteError(f"{op} (opset {opset}) cannot read {tensor!r} ({spelled}) as `{operand}`: it takes {shown}")
+    formals = list(schema.inputs)
+    bound: dict[str, str] = {}
+    for position, (tensor, type_proto) in enumerate(zip(inputs, types, strict=True)):
+        known = type_string(type_proto)
+        if tensor and formals and known is not None:
+            bound.setdefault(formals[min(position, len(formals) - 1)].type_str, known)
+    out_formals = list(schema.outputs)
+    for k, tensor in enumerate(outputs):
+        if not out_formals:
+            break
+        made = bound.get(out_formals[min(k, len(out_formals) - 1)].type_str)
+        expected = type_string(lookup.type_of(main, tensor))
+        if made is not None and expected is not None and made != expected:
+            raise RewriteError(
+                f"the new {op} node's output {k} would be {made}, but the readers of {tensor!r} expect {expected}"
+            )
 
 
 def keep_sorted(ctx: Editor) -> None:

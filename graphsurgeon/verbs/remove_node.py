@@ -63,6 +63,10 @@ def _check(ctx: Editor, types: TypeLookup, scope: Scope, node: NodeProto, positi
     if read_others:
         raise RewriteError(f"cannot remove {where}: its other output(s) {read_others} are still read")
     source, out = node.input[position], node.output[0]
+    if out in scope.outputs and ctx.opset_version("") is None:
+        raise RewriteError(
+            f"cannot remove {where}: graph output {out!r} may need an Identity, but the model imports no ai.onnx opset"
+        )
     source_type, out_type = types.type_of(scope, source), types.type_of(scope, out)
     problem = shape_conflict(source_type, out_type)
     if problem is not None:
@@ -94,6 +98,8 @@ def remove_node(
     """
     index = ctx.index
     index.check_references()
+    if not index.main.outputs:
+        raise RewriteError("the model has no graph outputs, so no node's value is used; add one (add-outputs) first")
     matches = select_nodes(index, node)
     if not all:
         matches = [require_one(matches, node)]

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import FunctionProto, NodeProto, helper
 
+from graphsurgeon.core.attributes import missing_required, op_schema
 from graphsurgeon.core.constants import STANDARD_DOMAINS, constant_tensor, is_constant_node
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import read_tensor
@@ -218,6 +219,25 @@ def _custom_function(qualname: str, opset: int) -> tuple[FunctionProto, Any]:
         raise RewriteError(f"cannot bring {qualname}'s body into this model: {str(e).split(';')[0]}") from None
 
 
+def _check_standard_op(ctx: Editor, op_type: str, inputs: int, attributes: Mapping[str, Any]) -> None:
+    """An ONNX op (one with a schema at the model's opset) must take that many inputs and get its required
+    attributes. A name without a schema is a plugin op in the default domain (TensorRT's style): not checked."""
+    opset = ctx.opset_version("")
+    schema = op_schema(op_type, "", opset)
+    if schema is None:
+        return
+    if not schema.min_input <= inputs <= schema.max_input:
+        raise RewriteError(
+            f"{op_type} (opset {opset}) takes {schema.min_input} to {schema.max_input} inputs, not {inputs}; "
+            "choose them with `inputs`"
+        )
+    missing = missing_required(op_type, "", opset, list(attributes))
+    if missing:
+        raise RewriteError(
+            f"{op_type} (opset {opset}) needs the attribute(s) {', '.join(missing)}: give them with `attribute`"
+        )
+
+
 def _check_against_schema(schema: Any, qualname: str, inputs: list[str], attributes: Mapping[str, Any]) -> None:
     expected = [i.name for i in schema.inputs]
     if len(inputs) != len(expected):
@@ -280,6 +300,8 @@ def rewrite(
     if custom_op is not None:
         function, schema = _custom_function(custom_op, ctx.opset_version("") or 1)
         _check_against_schema(schema, custom_op, input_names, attribute)
+    elif domain in STANDARD_DOMAINS:
+        _check_standard_op(ctx, op_type, len(input_names), attribute)
     index = ctx.index
     matches: list[tuple[Scope, list[_Match]]] = []
     why = (-1, "")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
-from graphsurgeon.core.attributes import parse_attributes
+import onnx.checker
+from onnx import ModelProto, NodeProto, helper
+
+from graphsurgeon.core.attributes import TypedValue, parse_attributes
 from graphsurgeon.core.editor import Editor
-from graphsurgeon.core.select import require_one, select_nodes
+from graphsurgeon.core.select import describe, require_one, select_nodes
+from graphsurgeon.core.shapes import _light_copy
 from graphsurgeon.core.verb import Opt, verb
+from graphsurgeon.core.walk import model_graphs
+from graphsurgeon.errors import RewriteError
 
 
 @verb(writes=True)
@@ -46,6 +53,49 @@ def set_attr(
         )
         for _, target in matches
     ]
+    _refuse_what_the_checker_would(ctx, plan)
     for target, values in plan:
         for value in values:
             ctx.set_attribute(target, value.name, value.value)
+
+
+def _all_nodes(model: ModelProto) -> Iterator[NodeProto]:
+    """Every node of the model's functions and graphs, in an order two copies of a model share."""
+    for function in model.functions:
+        yield from function.node
+    for graph in model_graphs(model):
+        yield from graph.node
+
+
+def _refuse_what_the_checker_would(ctx: Editor, plan: list[tuple[NodeProto, list[TypedValue]]]) -> None:
+    """Set the values on a weight-free copy first: when onnx's checker (with strict shape inference) accepts the
+    model as it is but not as edited, refuse with its message. A model it refuses already is not judged."""
+    light = _light_copy(ctx.proto)
+    if _checker_problem(light) is not None:
+        return
+    copies = dict(zip(map(id, _all_nodes(ctx.proto)), _all_nodes(light), strict=True))
+    for target, values in plan:
+        copy = copies[id(target)]
+        for value in values:
+            attribute = helper.make_attribute(value.name, value.value)
+            existing = next((a for a in copy.attribute if a.name == value.name), None)
+            if existing is not None:
+                existing.CopyFrom(attribute)
+            else:
+                copy.attribute.append(attribute)
+    problem = _checker_problem(light)
+    if problem is not None:
+        where = describe(ctx.scope_of(plan[0][0]), plan[0][0]) if len(plan) == 1 else f"{len(plan)} nodes"
+        raise RewriteError(
+            f"setting {', '.join(attr.name for attr in plan[0][1])} on {where} makes a model "
+            f"onnx's checker refuses: {problem}"
+        )
+
+
+def _checker_problem(model: ModelProto) -> str | None:
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:  # noqa: BLE001 - onnx raises ValidationError and InferenceError alike
+        text = str(e).strip()
+        return text.splitlines()[0][:300] if text else type(e).__name__
+    return None
