@@ -45,10 +45,12 @@ def downstream(index: ModelIndex, starts: list[tuple[Scope, NodeProto]]) -> list
     return found
 
 
-def _light_copy(model: ModelProto) -> ModelProto:
-    """The model without large initializer values (typed inputs instead): enough for shape inference."""
+def light_copy(model: ModelProto, placeholders: set[str] | None = None) -> ModelProto:
+    """The model without large or external initializer values (typed graph inputs instead): enough for shape
+    inference and converters that never read weights. `placeholders` collects the names made inputs."""
     light = ModelProto()
-    light.ir_version = model.ir_version
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(light, field, getattr(model, field))
     light.opset_import.extend(model.opset_import)
     light.functions.extend(model.functions)
     graph, out = model.graph, light.graph
@@ -65,6 +67,8 @@ def _light_copy(model: ModelProto) -> ModelProto:
             out.initializer.add().CopyFrom(tensor)
         elif tensor.name not in inputs:
             out.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+            if placeholders is not None:
+                placeholders.add(tensor.name)
     return light
 
 
@@ -73,7 +77,7 @@ def _inferred_types(model: ModelProto, forget: dict[int, set[str]]) -> list[dict
 
     `forget` names, per graph position, the tensors whose recorded shapes must be derived afresh.
     """
-    light = _light_copy(model)
+    light = light_copy(model)
     for position, graph in enumerate(model_graphs(light)):
         for vi in (*graph.value_info, *graph.output):
             if vi.name in forget.get(position, ()) and vi.type.HasField("tensor_type"):

@@ -19,12 +19,11 @@ import onnx.version_converter
 from onnx import ModelProto, NodeProto
 
 from graphsurgeon.core.editor import Editor
-from graphsurgeon.core.external_data import declared_nbytes, is_external
+from graphsurgeon.core.shapes import light_copy
 from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.core.walk import node_subgraphs
 from graphsurgeon.errors import RewriteError
 
-_INLINE_LIMIT = 1024  # initializers up to this size go to the converter as they are (shape arithmetic needs them)
 _SAME_STEP_CACHE: dict[tuple[str, int, int], str | None] = {}
 
 
@@ -72,32 +71,6 @@ def _standard_nodes(model: ModelProto) -> list[NodeProto]:
     return nodes
 
 
-def _light_copy(model: ModelProto) -> tuple[ModelProto, set[str]]:
-    """The model without its large or external main-graph initializers (typed graph inputs instead)."""
-    light = ModelProto()
-    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
-        setattr(light, field, getattr(model, field))
-    light.opset_import.extend(model.opset_import)
-    light.functions.extend(model.functions)
-    graph, source = light.graph, model.graph
-    graph.name = source.name
-    graph.node.extend(source.node)
-    graph.input.extend(source.input)
-    graph.output.extend(source.output)
-    graph.value_info.extend(source.value_info)
-    graph.sparse_initializer.extend(source.sparse_initializer)
-    placeholders: set[str] = set()
-    inputs = {vi.name for vi in model.graph.input}
-    for tensor in model.graph.initializer:
-        size = declared_nbytes(tensor)
-        if not is_external(tensor) and size is not None and size <= _INLINE_LIMIT:
-            light.graph.initializer.add().CopyFrom(tensor)
-        elif tensor.name not in inputs:
-            light.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
-            placeholders.add(tensor.name)
-    return light, placeholders
-
-
 def convert_in_place(ctx: Editor, opset: int) -> str:
     """Bring the default-domain opset to `opset`; returns how ("same schemas" or "onnx converter")."""
     current = ctx.opset_version("")
@@ -118,7 +91,8 @@ def convert_in_place(ctx: Editor, opset: int) -> str:
             f"{'; '.join(reasons[:3])}, and the model's functions import ai.onnx too: onnx's converter "
             "does not convert function bodies (inline them first)"
         )
-    light, placeholders = _light_copy(ctx.proto)
+    placeholders: set[str] = set()
+    light = light_copy(ctx.proto, placeholders)
     try:
         converted = onnx.version_converter.convert_version(light, opset)
     except Exception as e:  # the converter raises RuntimeError / ConvertError / IndexError...

@@ -11,7 +11,7 @@ from onnx import ModelProto, NodeProto, helper
 from graphsurgeon.core.attributes import TypedValue, parse_attributes
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.select import describe, require_one, select_nodes
-from graphsurgeon.core.shapes import _light_copy
+from graphsurgeon.core.shapes import light_copy
 from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.core.walk import model_graphs
 from graphsurgeon.errors import RewriteError
@@ -70,7 +70,7 @@ def _all_nodes(model: ModelProto) -> Iterator[NodeProto]:
 def _refuse_what_the_checker_would(ctx: Editor, plan: list[tuple[NodeProto, list[TypedValue]]]) -> None:
     """Set the values on a weight-free copy first: when onnx's checker (with strict shape inference) accepts the
     model as it is but not as edited, refuse with its message. A model it refuses already is not judged."""
-    light = _light_copy(ctx.proto)
+    light = light_copy(ctx.proto)
     if _checker_problem(light) is not None:
         return
     copies = dict(zip(map(id, _all_nodes(ctx.proto)), _all_nodes(light), strict=True))

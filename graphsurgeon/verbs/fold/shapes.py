@@ -29,7 +29,7 @@ from graphsurgeon.core.external_data import is_external
 from graphsurgeon.core.index import Scope
 from graphsurgeon.core.order import ordered_nodes
 from graphsurgeon.core.rules import OpRules
-from graphsurgeon.core.shapes import _light_copy
+from graphsurgeon.core.shapes import light_copy
 from graphsurgeon.core.walk import model_graphs
 
 _SMALL = 64  # largest integer constant (elements) tracked as a partial value
@@ -119,7 +119,7 @@ class ShapeInfo:
     def _infer(self) -> None:
         proto = self.model.proto
         graphs = list(model_graphs(proto))
-        light = _light_copy(proto)
+        light = light_copy(proto)
         try:
             inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
         except Exception:  # advisory: without it, only declared types are known

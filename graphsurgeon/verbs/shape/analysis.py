@@ -28,7 +28,7 @@ from graphsurgeon.core.index import Scope
 from graphsurgeon.core.order import ordered_nodes
 from graphsurgeon.core.rules import OpRules
 from graphsurgeon.core.select import describe
-from graphsurgeon.core.shapes import _light_copy
+from graphsurgeon.core.shapes import light_copy
 from graphsurgeon.core.walk import model_graphs
 from graphsurgeon.errors import RewriteError
 from graphsurgeon.verbs.shape.dims import MaybeDim, Mono, evaluate, fmt, fmt_shape, symbols
@@ -113,7 +113,7 @@ class Analysis:
         proto = self.model.proto
         graphs = list(model_graphs(proto))
         try:
-            inferred = onnx.shape_inference.infer_shapes(_light_copy(proto), strict_mode=False, data_prop=True)
+            inferred = onnx.shape_inference.infer_shapes(light_copy(proto), strict_mode=False, data_prop=True)
             inferred_graphs = list(model_graphs(inferred))
         except Exception:  # advisory: without it only declared types are known
             inferred_graphs = []
