@@ -38,7 +38,7 @@ def test_tensors_have_inferred_types_and_kinds():
 
 
 def test_initializers_say_where_their_data_is_without_reading_it(monkeypatch):
-    monkeypatch.setattr("graphsurgeon.core.editor.read_tensor", lambda *a, **k: pytest.fail("read a weight"))
+    monkeypatch.setattr("graphsurgeon.core.state.read_tensor", lambda *a, **k: pytest.fail("read a weight"))
     polygraphy = CORPUS / "polygraphy"
     model = gs.load(polygraphy / "ext_weights.onnx", external_data_dir=polygraphy / "data")
     rows = model.inspect(show="initializers", op="Add").shown.rows
