@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from onnx import AttributeProto, NodeProto, TensorProto, helper
+
+if TYPE_CHECKING:
+    from graphsurgeon.core.index import Scope
 
 STANDARD_DOMAINS = frozenset({"", "ai.onnx"})  # the default operator set, under both spellings
 ONNX_DOMAINS = STANDARD_DOMAINS | {"ai.onnx.ml"}  # everything onnxruntime implements without a custom kernel
@@ -49,3 +54,18 @@ def constant_tensor(node: NodeProto, name: str | None = None) -> TensorProto | N
 def constant_kind(node: NodeProto) -> str:
     """Which attribute holds a Constant's value (for messages)."""
     return ", ".join(a.name for a in node.attribute) or "nothing"
+
+
+def constant_behind(scope: Scope, name: str) -> TensorProto | None:
+    """The constant a name stands for in `scope`: an initializer no graph input overrides, or a Constant
+    node's value (dense forms); None otherwise. Reads no weight bytes."""
+    if not name:
+        return None
+    home = scope.resolve(name)
+    if home is None or name in home.inputs:
+        return None
+    tensor = home.initializers.get(name)
+    if tensor is not None:
+        return tensor
+    producer = home.producer.get(name)
+    return constant_tensor(producer, name) if producer is not None else None

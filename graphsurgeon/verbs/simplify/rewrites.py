@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from onnx import AttributeProto, NodeProto, TensorProto
 
-from graphsurgeon.core.constants import constant_tensor, is_constant_node
+from graphsurgeon.core.constants import constant_behind
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import declared_nbytes, is_external
 from graphsurgeon.core.index import Scope
@@ -49,17 +49,7 @@ class Aliases:
 # -- constants -------------------------------------------------------------------------------------------
 def small_constant(model: Editor, scope: Scope, name: str, limit: int = 4096) -> np.ndarray | None:
     """The value of a small constant (initializer not overridable by an input, or Constant node)."""
-    if not name:
-        return None
-    home = scope.resolve(name)
-    if home is None or name in home.inputs:
-        return None
-    tensor = home.initializers.get(name)
-    if tensor is None:
-        producer = home.producer.get(name)
-        if producer is None or not is_constant_node(producer):
-            return None
-        tensor = constant_tensor(producer, name)
+    tensor = constant_behind(scope, name)
     if tensor is None or is_external(tensor) or tensor.data_type == TensorProto.STRING:
         return None
     size = declared_nbytes(tensor)

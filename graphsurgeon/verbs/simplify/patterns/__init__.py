@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from onnx import NodeProto, TensorProto
 
-from graphsurgeon.core.constants import constant_tensor, is_constant_node
+from graphsurgeon.core.constants import constant_behind
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import read_tensor
 from graphsurgeon.core.index import Scope
@@ -68,17 +68,7 @@ def run_patterns(ctx: Editor, shapes: ShapeInfo, *, extra: tuple[str, ...] = ())
 def constant_value(ctx: Editor, scope: Scope, name: str, limit: int | None = None) -> np.ndarray | None:
     """The value of a constant (initializer no graph input overrides, or Constant node) or None; reads only
     this tensor (external data included) and nothing above `limit` bytes."""
-    if not name:
-        return None
-    home = scope.resolve(name)
-    if home is None or name in home.inputs:
-        return None
-    tensor = home.initializers.get(name)
-    if tensor is None:
-        producer = home.producer.get(name)
-        if producer is None or not is_constant_node(producer):
-            return None
-        tensor = constant_tensor(producer, name)
+    tensor = constant_behind(scope, name)
     if tensor is None or tensor.data_type in (TensorProto.STRING, TensorProto.UNDEFINED):
         return None
     if limit is not None:
