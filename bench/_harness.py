@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,14 @@ def run_measured(
     env: dict[str, str] | None = None,
     log_dir: Path | None = None,
 ) -> Run:
-    """Run `cmd` in its own process group; measure wall time and the command's peak RSS. `sync` afterwards."""
+    """Run `cmd` in its own process group; measure wall time and the command's peak RSS. `sync` afterwards.
+
+    Without `cwd` the command runs in a scratch folder removed afterwards: some tools write scratch files
+    into the current folder (onnxruntime's symbolic shape inference, run by a peer, wrote a model there once).
+    """
+    if cwd is None:
+        with tempfile.TemporaryDirectory(prefix="bench-cwd-") as scratch:
+            return run_measured(label, cmd, timeout=timeout, cwd=Path(scratch), env=env, log_dir=log_dir)
     run = Run(label, [str(c) for c in cmd])
     log_dir = log_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     log_dir.mkdir(parents=True, exist_ok=True)

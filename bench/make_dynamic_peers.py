@@ -34,7 +34,8 @@ SIZES = (1, 3, 8)
 
 
 def _run(cmd: list[str]) -> tuple[bool, str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    with tempfile.TemporaryDirectory(prefix="bench-cwd-") as scratch:  # peers may write scratch files into the cwd
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=scratch)
     lines = (proc.stderr or proc.stdout).strip().splitlines()
     return proc.returncode == 0, (lines[-1] if lines else "")[:160]
 
