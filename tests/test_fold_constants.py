@@ -367,14 +367,21 @@ def test_external_data_results_survive_an_in_place_save(tmp_path: Path):
 
 
 def test_unsaved_scratch_data_is_removed_with_the_model(tmp_path: Path):
+    """The folded values' scratch file is written in the scratch folder (the library's default: the system's
+    temporary folder), never beside the input, and is deleted when the model is discarded unsaved."""
     src = _external_model(tmp_path / "src")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     before = sorted(p.name for p in src.parent.iterdir())
     code = (
-        "import graphsurgeon as gs, sys; m = gs.load(sys.argv[1]).fold_constants(); "
-        "import os; assert len(os.listdir(os.path.dirname(sys.argv[1]))) == 3"
+        "import graphsurgeon as gs, sys, os; m = gs.load(sys.argv[1]).fold_constants(); "
+        "assert [n for n in os.listdir(sys.argv[2]) if n.startswith('.graphsurgeon-')], os.listdir(sys.argv[2]); "
+        "assert len(os.listdir(os.path.dirname(sys.argv[1]))) == 2"
     )
-    subprocess.run([sys.executable, "-c", code, str(src)], check=True, env=_env())
+    env = {**_env(), "TMPDIR": str(scratch)}
+    subprocess.run([sys.executable, "-c", code, str(src), str(scratch)], check=True, env=env)
     assert sorted(p.name for p in src.parent.iterdir()) == before
+    assert not [p for p in scratch.iterdir() if p.name.startswith(".graphsurgeon-")]
 
 
 def test_batches_split_by_memory_and_results_stay_right(tmp_path: Path):

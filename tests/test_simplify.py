@@ -206,3 +206,28 @@ def test_cli_simplify(tmp_path: Path, capsys):
     assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["Reshape"]
     assert cli_main(["simplify", str(path), "-o", str(out), "--input-shape", "y:1"]) == 1
     assert "no input 'y'" in capsys.readouterr().err
+
+
+def _real_models() -> list[Path]:
+    from tests.conftest import CORPUS, ONNX_DATA
+
+    return sorted(CORPUS.rglob("*.onnx")) + sorted((ONNX_DATA / "light").glob("*.onnx"))
+
+
+@pytest.mark.parametrize("path", _real_models(), ids=lambda p: p.name)
+def test_the_skipped_confirming_round_would_change_nothing(path: Path, monkeypatch):
+    """simplify stops after a round that provably settled (see simplify._settled); running the confirming
+    round anyway gives the very same model."""
+    from graphsurgeon.verbs import simplify as simplify_module
+    from tests.conftest import external_data_dir
+
+    def run_once() -> bytes | None:
+        try:
+            model = gs.load(path, external_data_dir=external_data_dir(path)).simplify()
+        except gs.GraphSurgeonError:
+            return None
+        return model.proto.SerializeToString()
+
+    skipping = run_once()
+    monkeypatch.setattr(simplify_module, "SKIP_SETTLED_ROUND", False)
+    assert run_once() == skipping

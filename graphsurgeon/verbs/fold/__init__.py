@@ -48,15 +48,22 @@ def fold(
     fold_qdq: bool = False,
     batch_bytes: int = BATCH_BYTES,
     shapes: ShapeInfo | None = None,
+    checked: bool = False,
+    record_nodes: bool = True,
+    current: bool = False,
 ) -> FoldReport:
     """Fold to a fixed point (rounds repeat while an If with a constant condition was inlined); the report
-    says what was done and which nodes were left unfolded and why. Edits record nothing: callers do.
-    `shapes`: knowledge computed earlier and still valid (only meaning-preserving edits since), or None."""
+    says what was done and which nodes were left unfolded and why. Edits record nothing but, with
+    `record_nodes`, one "folded" record per node removed. `shapes`: knowledge computed earlier and still valid
+    (only meaning-preserving edits since), or None; `current`: `shapes` was computed on the graph as it is (no
+    edit since), so its walk's node order serves too. `checked`: the caller already ran check_references and
+    edited only through the Editor since (simplify's later rounds)."""
     from graphsurgeon.verbs.fold.if_inline import inline_constant_ifs
 
     if size_limit < 0:
         raise RewriteError(f"size limit must be >= 0 bytes, not {size_limit}")
-    ctx.index.check_references()
+    if not checked:
+        ctx.index.check_references()
     if not ctx.index.main.outputs and any(True for _ in ctx.index.main.nodes):
         raise RewriteError(
             "the model has no graph output, so nothing it computes is kept: folding would empty it; "
@@ -74,6 +81,8 @@ def fold(
             fold_qdq=fold_qdq,
             batch_bytes=batch_bytes,
             shapes=shapes,
+            record_nodes=record_nodes,
+            orders=shapes.orders if current and shapes is not None else None,
         )
         shapes = None  # the next pass (after an If was inlined) infers again
         inlined = inline_constant_ifs(ctx)

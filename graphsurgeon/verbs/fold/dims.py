@@ -72,6 +72,9 @@ def _norm(axis: int, rank: int) -> int | None:
 
 
 def broadcast(info: ShapeInfo, scope: Scope, node: NodeProto, shapes: list[list[Elem]]) -> list[Elem] | None:
+    first = shapes[0]
+    if None not in first and all(s == first for s in shapes):  # the common case: equal shapes
+        return list(first)
     rank = max(len(s) for s in shapes)
     out: list[Elem] = []
     for axis in range(rank):

@@ -13,8 +13,10 @@ from graphsurgeon.verbs.fold.plan import Plan
 from graphsurgeon.verbs.fold.report import FoldReport
 
 
-def apply_plan(ctx: Editor, plan: Plan, materialized, report: FoldReport, evaluators, aliases) -> int:
-    """Edit the model as planned; returns how many nodes were folded away."""
+def apply_plan(
+    ctx: Editor, plan: Plan, materialized, report: FoldReport, evaluators, aliases, *, record_nodes: bool = True
+) -> int:
+    """Edit the model as planned; returns how many nodes were folded away (each recorded if `record_nodes`)."""
     index = ctx.index
     removed_count = 0
     dying: dict[int, set[str]] = {}
@@ -52,8 +54,9 @@ def apply_plan(ctx: Editor, plan: Plan, materialized, report: FoldReport, evalua
             else:
                 report.initializers += 1
                 report.new_bytes += declared_nbytes(t) or 0
-        for node in removed:
-            ctx.changes.record("folded", "node", node.name or node.op_type)
+        if record_nodes:
+            for node in removed:
+                ctx.changes.record("folded", "node", node.name or node.op_type)
         ctx.remove_nodes(removed, scope=scope)
         if plan.keeps_constant_nodes(scope):
             ctx.insert_nodes(scope, 0, [helper.make_node("Constant", [], [name], value=t) for name, t in new])

@@ -10,11 +10,13 @@ n nodes with k bad ones costs O(k log n) sessions, and the usual case (k = 0) co
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 import onnx
 from onnx import FunctionProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto, helper
 
+from graphsurgeon.core.external_data import inline_problem
 from graphsurgeon.core.runtime import make_session
 
 
@@ -22,10 +24,11 @@ class EvalFailure(Exception):
     """A node could not be evaluated; the message says why."""
 
 
-def free_reads(node: NodeProto, implicit: set[str]) -> list[str]:
+def free_reads(node: NodeProto, implicit: AbstractSet[str]) -> list[str]:
     """Names a node reads: its inputs, then what its subgraphs read from outside."""
     names = [n for n in node.input if n]
-    names.extend(sorted(implicit - set(names)))
+    if implicit:
+        names.extend(sorted(implicit - set(names)))
     return names
 
 
@@ -116,7 +119,7 @@ class Evaluator:
     def evaluate(
         self,
         nodes: list[NodeProto],
-        implicit: Callable[[NodeProto], set[str]],
+        implicit: Callable[[NodeProto], AbstractSet[str]],
         get: Callable[[str], np.ndarray],
         needed_after: Callable[[str, set[int]], bool],
         on_failure: Callable[[NodeProto, str], None],
@@ -194,7 +197,7 @@ class Evaluator:
     def _evaluate_on_host(
         self,
         nodes: list[NodeProto],
-        implicit: Callable[[NodeProto], set[str]],
+        implicit: Callable[[NodeProto], AbstractSet[str]],
         needed_after: Callable[[str, set[int]], bool],
         results: dict[str, np.ndarray],
         get_tensor: Callable[[str], TensorProto | None] | None,
@@ -215,7 +218,8 @@ class Evaluator:
                     value = host.get(name) if name else None
                     if value is None and name:
                         tensor = get_tensor(name)
-                        value = onnx.numpy_helper.to_array(tensor) if tensor is not None else None
+                        bad = tensor is None or inline_problem(tensor) is not None  # (the session path says why)
+                        value = None if bad or tensor is None else onnx.numpy_helper.to_array(tensor)
                     if value is None:
                         break
                     values.append(value)

@@ -98,7 +98,15 @@ def host_value(node: NodeProto, values: list[np.ndarray], opset: int) -> np.ndar
     rule = _RULES.get(node.op_type)
     if rule is None or any(not isinstance(v, np.ndarray) or v.nbytes > _MAX_BYTES for v in values):
         return None
-    result = rule(node, values, opset)
+    try:
+        result = rule(node, values, opset)
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        OverflowError,
+    ):  # (an axis or shapes numpy refuses: onnxruntime says why)
+        return None
     if result is None or result.nbytes > _MAX_BYTES:
         return None
     return np.ascontiguousarray(result)

@@ -12,7 +12,9 @@ from onnx import GraphProto, NodeProto, helper
 
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.index import Scope
+from graphsurgeon.core.select import describe
 from graphsurgeon.core.walk import graphs_under, model_graphs, node_subgraphs
+from graphsurgeon.errors import RewriteError
 
 
 def _condition(model: Editor, scope: Scope, node: NodeProto) -> bool | None:
@@ -72,7 +74,9 @@ def _rename_under(branch: GraphProto, mapping: dict[str, str]) -> None:
 
 def inline_if(model: Editor, scope: Scope, node: NodeProto, take_then: bool) -> None:
     branch_name = "then_branch" if take_then else "else_branch"
-    branch = next(g for name, g in node_subgraphs(node) if name == branch_name)
+    branch = next((g for name, g in node_subgraphs(node) if name == branch_name), None)
+    if branch is None:  # a model onnx's checker refuses: the If cannot be the branch it lacks
+        raise RewriteError(f"{describe(scope, node)} has no {branch_name}, the branch its constant condition takes")
     taken = GraphProto()
     taken.CopyFrom(branch)
     outside = _names_outside(model, branch) - set(node.output)

@@ -11,7 +11,6 @@ from typing import BinaryIO
 import numpy as np
 from onnx import TensorProto, helper
 
-from graphsurgeon.core import io
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import declared_nbytes, external_ref, is_external, read_tensor, resolve_location
 from graphsurgeon.core.walk import model_tensors
@@ -127,22 +126,15 @@ class Materializer:
     def _open(self) -> None:
         model = self.model
         stem = model.path.name.removesuffix(".onnx") if model.path is not None else "model"
-        self._location = io.unused_location(model.proto, f"{stem}.folded.data")
-        data_dir = model.external_data_dir
-        assert data_dir is not None
-        n = 0
-        while (data_dir / self._location).exists():
-            n += 1
-            self._location = io.unused_location(model.proto, f"{stem}.folded{n}.data")
-        self._path = data_dir / self._location
+        # a scratch file beside the save target (never beside the input), moved in under `location` on save
+        self._location, self._path = model.scratch_data_file(f"{stem}.folded.data")
         try:
-            self._file = open(self._path, "wb")  # noqa: SIM115 - closed in close()
+            self._file = open(self._path, "xb")  # noqa: SIM115 - closed in close()
         except OSError as e:
             raise SaveError(
-                f"cannot write {self._path} (the folded values' data file, beside the model's external data): "
-                f"{e.strerror or e}"
+                f"cannot write {self._path} (the folded values' scratch data file, in the output's folder or the "
+                f"system's temporary folder): {e.strerror or e}"
             ) from e
-        model.adopt_data_file(self._path)
 
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphsurgeon-fold-writer")
         self._pending = []

@@ -37,6 +37,9 @@ NON_TENSOR_OPS = frozenset(
 )
 
 
+_NOTHING: frozenset[str] = frozenset()
+
+
 def scope_label(scope: Scope) -> str:
     return "main" if scope.parent is None and not scope.is_function else scope.name
 
@@ -59,7 +62,17 @@ def _subgraph_has_random(node: NodeProto) -> bool:
 class Plan:
     """Which nodes fold, how their values are obtained, and what must be kept."""
 
-    def __init__(self, model: Editor, shapes: ShapeInfo, *, size_limit: int, exclude: set[int], fold_qdq: bool):
+    def __init__(
+        self,
+        model: Editor,
+        shapes: ShapeInfo,
+        *,
+        size_limit: int,
+        exclude: set[int],
+        fold_qdq: bool,
+        orders: dict[int, list[NodeProto]] | None = None,
+    ):
+        """`orders`: id(scope) -> its nodes in topological order, if already known for the graph as it is."""
         self.model = model
         self.index = model.index
         self.shapes = shapes
@@ -73,6 +86,8 @@ class Plan:
         self.dead_scopes: set[int] = set()
         self.functions = {(k[0], k[1]) for k in self.index.functions}
         self.implicit_cache: dict[int, set[str]] = {}
+        self.orders = orders or {}
+        self._nbytes: dict[tuple[int, str], int | None] = {}
         # before IR 4 every initializer is also a graph input (overridable): constants stay Constant nodes
         self.constant_nodes_everywhere = model.proto.ir_version < 4
 
@@ -80,8 +95,10 @@ class Plan:
         """Does this scope hold its constants as Constant nodes (functions; every graph before IR 4)?"""
         return scope.is_function or self.constant_nodes_everywhere
 
-    def implicit(self, scope: Scope, node: NodeProto) -> set[str]:
+    def implicit(self, scope: Scope, node: NodeProto) -> frozenset[str] | set[str]:
         key = id(node)
+        if key not in scope.children:  # no subgraph: nothing read implicitly
+            return _NOTHING
         if key not in self.implicit_cache:
             self.implicit_cache[key] = scope.implicit_inputs(node)
         return self.implicit_cache[key]
@@ -119,7 +136,8 @@ class Plan:
                 self.dead_scopes.add(id(scope))
                 continue
             planned: list[NodeProto] = []
-            for node in ordered_nodes(scope):
+            known_order = self.orders.get(id(scope))
+            for node in known_order if known_order is not None else ordered_nodes(scope):
                 kind = self._classify(scope, node)
                 if kind is not None:
                     self.fold[id(node)] = (scope, node, kind)
@@ -138,14 +156,12 @@ class Plan:
         if _has_ref_attr(node):
             return None  # depends on the attributes of the function's call site
         partial = self.shapes.value(scope, outputs[0]) if len(node.output) == 1 else None
-        reads = free_reads(node, self.implicit(scope, node))
-        all_known = all(self.known(scope, r) for r in reads)
         if partial is not None and partial.is_static():  # computed here, no session needed
             if id(node) in self.exclude:
                 self._reject(scope, node, "excluded by `exclude`", True)
                 return None
             return "partial"
-        if not all_known:
+        if not all(self.known(scope, r) for r in free_reads(node, self.implicit(scope, node))):
             return None
         if id(node) in self.exclude:
             self._reject(scope, node, "excluded by `exclude`", True)
@@ -172,7 +188,12 @@ class Plan:
         """Must this planned value be kept as a constant (something that stays reads it, or it is an output)?"""
         if name in scope.outputs:
             return True
-        return any(not self.is_removed(r) for r in scope.readers(name))
+        fold, kept = self.fold, self.kept
+        for readers in (scope.consumers.get(name, ()), scope.implicit_consumers.get(name, ())):
+            for r in readers:
+                if id(r) not in fold or id(r) in kept:
+                    return True
+        return False
 
     def value_nbytes(self, scope: Scope, node: NodeProto, kind: str, name: str) -> int | None:
         if kind == "const":
@@ -180,7 +201,10 @@ class Plan:
             return declared_nbytes(t) if t is not None else None
         if kind == "partial":
             return 8 * 64
-        return self.shapes.nbytes(scope, name)
+        key = (id(scope), name)
+        if key not in self._nbytes:
+            self._nbytes[key] = self.shapes.nbytes(scope, name)
+        return self._nbytes[key]
 
     def initializer_reads_nbytes(self, scope: Scope, node: NodeProto) -> int:
         total = 0

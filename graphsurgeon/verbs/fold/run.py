@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 from onnx import FunctionProto, NodeProto, TensorProto
@@ -39,11 +40,15 @@ def run_round(
     fold_qdq: bool,
     batch_bytes: int,
     shapes: ShapeInfo | None = None,
+    record_nodes: bool = True,
+    orders: dict[int, list[NodeProto]] | None = None,
 ):
     """One plan/evaluate/edit round. Returns the number of nodes removed. `shapes`: still valid knowledge (the
-    model changed since only by meaning-preserving edits that keep every surviving name's value)."""
+    model changed since only by meaning-preserving edits that keep every surviving name's value);
+    `record_nodes`: record each folded node (simplify reports removed nodes itself); `orders`: each scope's
+    topological order, if known for the graph as it is (the walk that computed `shapes` had it)."""
     shapes = shapes if shapes is not None else ShapeInfo(model)
-    plan = Plan(model, shapes, size_limit=size_limit, exclude=exclude, fold_qdq=fold_qdq)
+    plan = Plan(model, shapes, size_limit=size_limit, exclude=exclude, fold_qdq=fold_qdq, orders=orders)
     plan.build()
     report.unfolded.extend(plan.unfolded)
     if not plan.fold:
@@ -141,14 +146,16 @@ def run_round(
             batch_size = 0
             batches: list[list[NodeProto]] = []
             # a node kept in the graph (size limit) is evaluated only if a node that folds reads it
-            wanted_ids: set[int] = set()
-            for node in reversed(planned):
-                if plan.is_removed(node) or any(
-                    id(r) in wanted_ids for o in node.output if o for r in scope.readers(o)
-                ):
-                    wanted_ids.add(id(node))
+            wanted_ids: set[int] | None = None  # None: every planned node (none is kept)
+            if any(id(node) in plan.kept for node in planned):
+                wanted_ids = set()
+                for node in reversed(planned):
+                    if plan.is_removed(node) or any(
+                        id(r) in wanted_ids for o in node.output if o for r in scope.readers(o)
+                    ):
+                        wanted_ids.add(id(node))
             for node in planned:
-                if id(node) not in wanted_ids:
+                if wanted_ids is not None and id(node) not in wanted_ids:
                     continue
                 kind = plan.fold[id(node)][2]
                 if kind in ("const", "partial"):
@@ -172,6 +179,8 @@ def run_round(
                 batches.append(batch)
 
             def prefetch(nodes: list[NodeProto], scope: Scope = scope) -> None:
+                if not writer.external:
+                    return  # no weight in external data: nothing to ask the kernel for
                 for node in nodes:
                     for r in free_reads(node, plan.implicit(scope, node)):
                         home = scope.resolve(r)
@@ -200,15 +209,15 @@ def run_round(
                     home = scope.resolve(name)
                     return home is not None and (id(home), name) in failed
 
-                ready = []
-                for node in nodes:
+                ready = [] if failed else nodes
+                for node in nodes if failed else ():
                     bad = next((r for r in free_reads(node, plan.implicit(scope, node)) if is_failed_read(r)), None)
                     if bad is not None:
                         on_failure(node, f"reads {bad!r}, which could not be folded")
                     else:
                         ready.append(node)
 
-                def implicit(node: NodeProto, scope: Scope = scope) -> set[str]:
+                def implicit(node: NodeProto, scope: Scope = scope) -> AbstractSet[str]:
                     return plan.implicit(scope, node)
 
                 results = evaluator_for(scope).evaluate(ready, implicit, get, needed_after, on_failure, get_tensor)
@@ -219,7 +228,7 @@ def run_round(
                 task.advance()
             # values that nodes kept in the graph (failed, or over the size limit) still read
             _materialize_late(plan, scope, planned, materialized, get, writer)
-        removed = apply_plan(model, plan, materialized, report, evaluators, aliases)
+        removed = apply_plan(model, plan, materialized, report, evaluators, aliases, record_nodes=record_nodes)
         if writer.external and writer.location is not None:
             report.relocated += relocate_survivors(model, writer)
     finally:

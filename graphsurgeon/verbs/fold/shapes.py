@@ -12,13 +12,21 @@ Two sources:
   partial values with the same symbols are equal (``Reshape(x, Concat(Shape(x)[0:1], [256]))`` is a no-op).
 
 onnx's inference alone cannot resolve Shape→Gather→Unsqueeze→Concat→Reshape chains; this propagation can
-wherever the dims involved are static, and folding does the rest.
+wherever the dims involved are static, and folding does the rest. The rules: values.py (partial values) and
+dims.py (dims where inference stopped).
+
+Knowledge about a name stays true while the name keeps its value, which every meaning-preserving edit
+guarantees; so a later instance built with `reuse` keeps the inferred types and recomputes only the nodes
+whose reads changed (renamed inputs, or an input whose knowledge changed, e.g. a value folded into a
+constant), copying the rest: linear, and cheap after a round that touched a small part of the graph.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import onnx
@@ -27,8 +35,8 @@ from onnx import AttributeProto, NodeProto, TensorProto, TypeProto, helper
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import is_external
 from graphsurgeon.core.index import Scope
+from graphsurgeon.core.inference import infer_shapes
 from graphsurgeon.core.order import ordered_nodes
-from graphsurgeon.core.rules import OpRules
 from graphsurgeon.core.shapes import light_copy
 from graphsurgeon.core.walk import model_graphs
 
@@ -39,6 +47,48 @@ _INT_TYPES: dict[int, type[np.integer]] = {TensorProto.INT64: np.int64, TensorPr
 def _static(dim) -> bool:
     """A dim with a usable value (a negative dim_value, which some files carry for "unknown", is not one)."""
     return dim.HasField("dim_value") and dim.dim_value >= 0
+
+
+_STANDARD = ("", "ai.onnx")
+
+
+def _may_be_int(t: TypeProto | None) -> bool:
+    """Could a value of this inferred type carry a partial value (unknown type, an int type or bool)?"""
+    if t is None or t.WhichOneof("value") != "tensor_type":
+        return True
+    elem = t.tensor_type.elem_type
+    return not elem or elem in _INT_TYPES or elem == TensorProto.BOOL
+
+
+def _static_type(t: TypeProto | None) -> bool:
+    """Is this a tensor type whose dims are all static?"""
+    if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.HasField("shape"):
+        return False
+    return all(d.HasField("dim_value") and d.dim_value >= 0 for d in t.tensor_type.shape.dim)
+
+
+@cache
+def _itemsize(elem: int) -> int | None:
+    """Bytes per element of a tensor type (None when it has no fixed size)."""
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize
+    except Exception:
+        return None
+
+
+def _type_dims(t: TypeProto | None, home: Scope, name: str) -> list[Elem] | None:
+    """A tensor type's dims as ints or symbols (the dim_param, else one unique to the tensor and axis)."""
+    if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.HasField("shape"):
+        return None
+    out: list[Elem] = []
+    for axis, d in enumerate(t.tensor_type.shape.dim):
+        if _static(d):
+            out.append(d.dim_value)
+        elif d.dim_param:
+            out.append(Sym(("param", d.dim_param)))
+        else:
+            out.append(Sym(("anon", id(home.container), name, axis)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -97,8 +147,9 @@ class ShapeInfo:
     """Types from onnx's inference (graphs only, not function bodies) and partial values, per scope."""
 
     def __init__(self, model: Editor, *, infer: bool = True, reuse: ShapeInfo | None = None):
-        """`reuse`: an earlier instance whose inferred types still hold (the model changed since only by
-        meaning-preserving rewires, which keep every surviving name's value): no inference, only propagation."""
+        """`reuse`: an earlier instance whose knowledge still holds (the model changed since only by
+        meaning-preserving edits, which keep every surviving name's value): no inference, and propagation only
+        where reads changed."""
         self.model = model
         self.index = model.index
         self.types: dict[int, dict[str, TypeProto]] = {}
@@ -106,14 +157,25 @@ class ShapeInfo:
         # (id(scope), name) -> (element type, dims): inferred dims completed by DIM_RULES; and dims known
         self.derived: dict[tuple[int, str], tuple[int | None, tuple[Elem, ...]]] = {}
         self._dims: dict[tuple[int, str], tuple[Elem, ...]] = {}
+        self._elems: dict[tuple[int, str], int] = {}
         self._constants: dict[tuple[int, str], Partial | None] = {}
+        # what the walk saw, for a later instance's reuse: id(node) -> (op, domain, inputs, outputs); and the
+        # (id(scope), name) of every node output
+        self._seen: dict[int, tuple] = {}
+        self._produced: set[tuple[int, str]] = set()
+        # id(scope) -> its nodes in the topological order the walk used: valid until the graph is edited
+        self.orders: dict[int, list[NodeProto]] = {}
+        # how many names' knowledge differs from `reuse`'s (None: not built from one, everything is new)
+        self.changes: int | None = None
         self.opset = model.opset_version()
         if reuse is not None:
             self.types = {key: dict(types) for key, types in reuse.types.items()}
         elif infer:
             self._infer()
         self._record_declared()
-        self._propagate()
+        previous = reuse if reuse is not None and reuse.index is self.index else None
+        changed = self._propagate(previous)
+        self.changes = len(changed) if previous is not None else None
 
     # -- types -------------------------------------------------------------------------------------------
     def _infer(self) -> None:
@@ -121,7 +183,7 @@ class ShapeInfo:
         graphs = list(model_graphs(proto))
         light = light_copy(proto)
         try:
-            inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
+            inferred = infer_shapes(light, strict_mode=False, data_prop=True)
         except Exception:  # advisory: without it, only declared types are known
             return
         for graph, inferred_graph in zip(graphs, model_graphs(inferred), strict=False):
@@ -131,38 +193,58 @@ class ShapeInfo:
                     types[vi.name] = vi.type
 
     def _record_declared(self) -> None:
-        """Declared value_info / inputs / outputs where inference said nothing; initializers exactly."""
+        """Declared value_info / inputs / outputs where inference said nothing. (Initializers are typed
+        exactly by their own dtype and dims, read where asked: see `_initializer`.)"""
         for scope in self.index.graph_scopes():
             types = self.types.setdefault(id(scope.container), {})
             graph = scope.graph
             for vi in (*graph.input, *graph.value_info, *graph.output):
                 if vi.name not in types and vi.type.WhichOneof("value") is not None:
                     types[vi.name] = vi.type
-            for t in graph.initializer:
-                types[t.name] = helper.make_tensor_type_proto(t.data_type, list(t.dims))
+
+    def _lookup(self, scope: Scope, name: str) -> tuple[Scope, TensorProto | None, TypeProto | None]:
+        """Where `name` is defined, the initializer it is (typed exactly by its dtype and dims), else its
+        recorded type; one resolve."""
+        home = scope.resolve(name) or scope
+        if not home.is_function:
+            tensor = home.initializers.get(name)
+            if tensor is not None:
+                return home, tensor, None
+        at: Scope | None = home
+        while at is not None:
+            found = self.types.get(id(at.container), {}).get(name)
+            if found is not None:
+                return home, None, found
+            at = at.parent
+        return home, None, None
 
     def type_of(self, scope: Scope, name: str) -> TypeProto | None:
-        home: Scope | None = scope.resolve(name) or scope
-        while home is not None:
-            found = self.types.get(id(home.container), {}).get(name)
-            if found is not None:
-                return found
-            home = home.parent
-        return None
+        _, tensor, t = self._lookup(scope, name)
+        if tensor is not None:
+            return helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims))
+        return t
 
     def is_tensor(self, scope: Scope, name: str) -> bool | None:
-        t = self.type_of(scope, name)
-        if t is None:
-            return None
-        return t.WhichOneof("value") == "tensor_type"
+        _, tensor, t = self._lookup(scope, name)
+        if tensor is not None:
+            return True
+        return None if t is None else t.WhichOneof("value") == "tensor_type"
 
     def elem_type(self, scope: Scope, name: str) -> int | None:
-        t = self.type_of(scope, name)
-        if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.elem_type:
-            home = scope.resolve(name) or scope
+        found = self._elems.get((id(scope), name))
+        if found is not None:
+            return found
+        home, tensor, t = self._lookup(scope, name)
+        if tensor is not None and tensor.data_type:
+            found = tensor.data_type
+        elif t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.elem_type:
             derived = self.derived.get((id(home), name))
-            return derived[0] if derived is not None else None
-        return t.tensor_type.elem_type
+            found = derived[0] if derived is not None else None
+        else:
+            found = t.tensor_type.elem_type
+        if found is not None:  # a known type never changes (unknown ones may be derived later in the walk)
+            self._elems[(id(scope), name)] = found
+        return found
 
     def dims(self, scope: Scope, name: str) -> list[int | None] | None:
         """Static dims (None where not static), or None if the rank is unknown."""
@@ -179,49 +261,44 @@ class ShapeInfo:
 
     def symbolic_dims(self, scope: Scope, name: str) -> list[Elem] | None:
         """Dims as ints or symbols (dim_param, else unique to this tensor and axis); None if rank unknown."""
-        home = scope.resolve(name) or scope
-        key = (id(home), name)
-        found = self._dims.get(key)
+        found = self._dims.get((id(scope), name))  # cached under the reading scope too: no resolve on a hit
         if found is None:
-            derived = self.derived.get(key)
-            if derived is not None:
-                found = derived[1]
-            else:
-                declared = self._declared_dims(scope, name)
-                if declared is None:
-                    return None
-                found = tuple(declared)
-            self._dims[key] = found
+            home = scope.resolve(name) or scope
+            key = (id(home), name)
+            found = self._dims.get(key)
+            if found is None:
+                derived = self.derived.get(key)
+                if derived is not None:
+                    found = derived[1]
+                else:
+                    declared = self._declared_dims(scope, name)
+                    if declared is None:
+                        return None
+                    found = tuple(declared)
+                self._dims[key] = found
+            self._dims[(id(scope), name)] = found
         return list(found)
 
     def _declared_dims(self, scope: Scope, name: str) -> list[Elem] | None:
         """Dims from the inferred or declared type alone."""
-        t = self.type_of(scope, name)
-        if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.HasField("shape"):
-            return None
-        home = scope.resolve(name) or scope
-        out: list[Elem] = []
-        for axis, d in enumerate(t.tensor_type.shape.dim):
-            if _static(d):
-                out.append(d.dim_value)
-            elif d.dim_param:
-                out.append(Sym(("param", d.dim_param)))
-            else:
-                out.append(Sym(("anon", id(home.container), name, axis)))
-        return out
+        home, tensor, t = self._lookup(scope, name)
+        if tensor is not None:
+            return [int(d) for d in tensor.dims]
+        return _type_dims(t, home, name)
 
     def nbytes(self, scope: Scope, name: str) -> int | None:
         """Bytes of a tensor whose type and dims are all static; None otherwise."""
-        dims = self.static_dims(scope, name)
+        dims = self.symbolic_dims(scope, name)
         elem = self.elem_type(scope, name)
         if dims is None or elem is None or elem == TensorProto.STRING:
             return None
-        try:
-            size = np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize
-        except Exception:
+        size = _itemsize(elem)
+        if size is None:
             return None
         count = 1
         for d in dims:
+            if not isinstance(d, int):
+                return None
             count *= d
         return count * size
 
@@ -257,7 +334,7 @@ class ShapeInfo:
                         return Partial(TensorProto.INT64, False, tuple(a.ints))
         if tensor is None or tensor.data_type not in _INT_TYPES or len(tensor.dims) > 1 or is_external(tensor):
             return None
-        count = int(np.prod(tensor.dims)) if tensor.dims else 1
+        count = math.prod(tensor.dims)
         if count > _SMALL:
             return None
         arr = onnx.numpy_helper.to_array(tensor)
@@ -270,239 +347,139 @@ class ShapeInfo:
         found = self.value(scope, name)
         return found if found is not None else self._constant_partial(scope, name)
 
-    def _propagate(self) -> None:
-        for scope in self.index.scopes:
-            for node in ordered_nodes(scope):
-                if node.domain not in ("", "ai.onnx") or not node.output:
-                    continue
-                if len(node.output) == 1 and node.output[0] and self._may_be_int(scope, node.output[0]):
-                    try:
-                        result = self._rule(scope, node)
-                    except (ValueError, IndexError, TypeError, KeyError, OverflowError):
-                        result = None
-                    if result is not None:
-                        self.partial[(id(scope), node.output[0])] = result
-                self._complete_dims(scope, node)
-
-    def _may_be_int(self, scope: Scope, name: str) -> bool:
-        """Could this value carry a partial value (its inferred type is unknown, an int type or bool)?"""
-        t = self.types.get(id(scope.container), {}).get(name)
-        if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.elem_type:
-            return True
-        return t.tensor_type.elem_type in _INT_TYPES or t.tensor_type.elem_type == TensorProto.BOOL
-
-    def _complete_dims(self, scope: Scope, node: NodeProto) -> None:
-        """Dims onnx's inference left unknown (or anonymous), from the op's rule in DIM_RULES."""
+    def _propagate(self, previous: ShapeInfo | None = None) -> set[str]:
+        """One walk over every scope in topological order: partial values, then dims where inference stopped.
+        Rules are looked up once per op type; a node whose outputs all have static inferred dims runs none.
+        With `previous`, a node that reads the same names as then, none of whose knowledge changed, keeps
+        what `previous` derived for it (by name: a name shadowed in another scope costs a recomputation only).
+        Returns the names whose knowledge differs from `previous`'s."""
         from graphsurgeon.verbs.fold.dims import DIM_RULES
+        from graphsurgeon.verbs.fold.values import PARTIAL_RULES
 
-        local = self.types.get(id(scope.container), {})
-        declared: list[list[Elem] | None] = []
-        for o in node.output:
-            t = local.get(o) if o else None
-            if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.HasField("shape"):
-                declared.append(None if o else [])
-            else:
-                declared.append(self._declared_dims(scope, o))
-        if all(d is not None and all(isinstance(e, int) for e in d) for d in declared):
-            return
-        rule = DIM_RULES.lookup(node.op_type, self.opset)
-        if rule is None:
-            return
+        partial_rules: dict[str, Callable | None] = {}
+        dim_rules: dict[str, Callable | None] = {}
+        # names whose knowledge differs from `previous`'s: values once produced that are constants now (folded)
+        # and differ, then the outputs of recomputed nodes that differ
+        changed = self._resourced_changes(previous) if previous is not None else set()
+        seen, produced, partial = self._seen, self._produced, self.partial
+        earlier = previous._seen if previous is not None else {}
+        for scope in self.index.scopes:
+            local = self.types.get(id(scope.container), {})
+            sid = id(scope)
+            self.orders[sid] = nodes = ordered_nodes(scope)
+            for node in nodes:
+                domain = node.domain
+                if domain not in _STANDARD:
+                    continue
+                outputs = tuple(node.output)
+                if not outputs:
+                    continue
+                op = node.op_type
+                inputs = tuple(node.input)
+                seen[id(node)] = signature = (op, domain, inputs, outputs)
+                single = len(outputs) == 1
+                if single:
+                    produced.add((sid, outputs[0]))
+                else:
+                    produced.update((sid, o) for o in outputs)
+                if previous is not None:
+                    if earlier.get(id(node)) == signature and not (changed and any(i in changed for i in inputs)):
+                        self._copy_outputs(previous, sid, outputs)
+                        continue
+                    before = [previous._knowledge(scope, o) if o else None for o in outputs]
+                found = [local.get(outputs[0])] if single else [local.get(o) if o else None for o in outputs]
+                if single and outputs[0] and _may_be_int(found[0]):
+                    if op not in partial_rules:
+                        partial_rules[op] = PARTIAL_RULES.lookup(op, self.opset)
+                    rule = partial_rules[op]
+                    if rule is not None:
+                        try:
+                            result = rule(self, scope, node)
+                        except (ValueError, IndexError, TypeError, KeyError, OverflowError):
+                            result = None
+                        if result is not None:
+                            partial[(sid, outputs[0])] = result
+                if not (
+                    (not outputs[0] or _static_type(found[0]))
+                    if single
+                    else all(not o or _static_type(t) for o, t in zip(outputs, found, strict=True))
+                ):
+                    if op not in dim_rules:
+                        dim_rules[op] = DIM_RULES.lookup(op, self.opset)
+                    dim_rule = dim_rules[op]
+                    if dim_rule is not None:
+                        self._complete_dims(scope, node, list(outputs), found, dim_rule)
+                if previous is not None:
+                    changed.update(
+                        o for o, old in zip(outputs, before, strict=True) if o and self._knowledge(scope, o) != old
+                    )
+        return changed
+
+    def _knowledge(self, scope: Scope, name: str) -> tuple:
+        """All a rule can learn about a produced name: partial value, element type, dims."""
+        home = scope.resolve(name) or scope
+        key = (id(home), name)
+        partial = self.partial.get(key)
+        if partial is None:
+            partial = self._constants.get(key)
+        return (partial, self.elem_type(scope, name), self._dims_tuple(scope, name))
+
+    def _dims_tuple(self, scope: Scope, name: str) -> tuple | None:
+        dims = self.symbolic_dims(scope, name)
+        return None if dims is None else tuple(dims)
+
+    def _resourced_changes(self, previous: ShapeInfo) -> set[str]:
+        """Names `previous` saw produced by a node that are initializers now (folded) and whose knowledge
+        differs (a small int tensor computed by onnxruntime is a partial value now, a type is exact...).
+        Names, not (scope, name) keys: a name shadowed in another scope only costs a recomputation there."""
+        changed: set[str] = set()
+        produced = previous._produced
+        for scope in self.index.graph_scopes():
+            sid = id(scope)
+            for name, tensor in scope.initializers.items():
+                if (sid, name) not in produced or name in scope.producer:
+                    continue
+                partial = self._constant_partial(scope, name) if tensor.data_type in _INT_TYPES else None
+                now = (partial, tensor.data_type or None, tuple(int(d) for d in tensor.dims))
+                if now != previous._produced_knowledge(scope, name):
+                    changed.add(name)
+        return changed
+
+    def _produced_knowledge(self, scope: Scope, name: str) -> tuple:
+        """`_knowledge` of a name this instance saw produced by a node of `scope` (which may define it otherwise
+        now: only what was recorded then is read)."""
+        key = (id(scope), name)
+        partial = self.partial.get(key) or self._constants.get(key)
+        derived = self.derived.get(key)
+        t = self.types.get(id(scope.container), {}).get(name)
+        elem = self._elems.get(key)
+        if elem is None and t is not None and t.WhichOneof("value") == "tensor_type" and t.tensor_type.elem_type:
+            elem = t.tensor_type.elem_type
+        if elem is None and derived is not None:
+            elem = derived[0]
+        dims = self._dims.get(key)
+        if dims is None:
+            found = derived[1] if derived is not None else _type_dims(t, scope, name)
+            dims = None if found is None else tuple(found)
+        return (partial, elem, dims)
+
+    def _copy_outputs(self, previous: ShapeInfo, sid: int, outputs: tuple[str, ...]) -> None:
+        for o in outputs:
+            key = (sid, o)
+            if key in previous.partial:
+                self.partial[key] = previous.partial[key]
+            if key in previous.derived:
+                self.derived[key] = previous.derived[key]
+
+    def _complete_dims(self, scope: Scope, node: NodeProto, outputs: list[str], found: list, rule) -> None:
+        """Dims onnx's inference left unknown (or anonymous), from the op's rule in DIM_RULES."""
         try:
             results = rule(self, scope, node)
         except (ValueError, IndexError, TypeError, KeyError, OverflowError, ZeroDivisionError):
             return
-        for out, known, result in zip(node.output, declared, results or (), strict=False):
+        for out, t, result in zip(outputs, found, results or (), strict=False):
             if not out or result is None:
                 continue
+            known = _type_dims(t, scope, out) if t is not None else None  # (a node output: `t` is its type)
             elem, dims = result
             self.derived[(id(scope), out)] = (elem, tuple(_merge(known, dims)))
-
-    def _rule(self, scope: Scope, node: NodeProto) -> Partial | None:
-        rule = PARTIAL_RULES.lookup(node.op_type, self.opset)
-        return rule(self, scope, node) if rule is not None else None
-
-
-# -- partial-value rules, one per op ---------------------------------------------------------------------------
-PartialRule = Callable[[ShapeInfo, Scope, NodeProto], "Partial | None"]
-PARTIAL_RULES: OpRules[PartialRule] = OpRules()
-
-
-@PARTIAL_RULES.register("Shape")
-def _shape(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    dims = info.symbolic_dims(scope, node.input[0])
-    if dims is None:
-        return None
-    rank = len(dims)
-    start, end = _attr(node, "start", 0), _attr(node, "end", rank)
-    start = max(0, min(rank, start + rank if start < 0 else start))
-    end = max(0, min(rank, end + rank if end < 0 else end))
-    return Partial(TensorProto.INT64, False, tuple(dims[start:end]))
-
-
-@PARTIAL_RULES.register("Size")
-def _size(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    dims = info.static_dims(scope, node.input[0])
-    if dims is None:
-        return None
-    return Partial(TensorProto.INT64, True, (int(np.prod(dims, dtype=np.int64)),))
-
-
-@PARTIAL_RULES.register("Identity")
-def _identity(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    return info._input(scope, node, 0)
-
-
-@PARTIAL_RULES.register("Cast")
-def _cast(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    src, to = info._input(scope, node, 0), _attr(node, "to")
-    if src is None or to not in _INT_TYPES:
-        return None
-    return Partial(to, src.scalar, src.elems)
-
-
-@PARTIAL_RULES.register("Gather")
-def _gather(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    data, idx = info._input(scope, node, 0), info._input(scope, node, 1)
-    if data is None or idx is None or data.scalar or _attr(node, "axis", 0) not in (0, -1) or not idx.is_static():
-        return None
-    n = len(data.elems)
-    indices = [i for i in idx.elems if isinstance(i, int)]
-    return Partial(data.dtype, idx.scalar, tuple(data.elems[i + n if i < 0 else i] for i in indices))
-
-
-@PARTIAL_RULES.register("Slice", until=9)
-def _slice_attributes(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    data = info._input(scope, node, 0)
-    if data is None or data.scalar:
-        return None
-    starts, ends = tuple(_attr(node, "starts", [])), tuple(_attr(node, "ends", []))
-    return _slice_1d(data, starts, ends, tuple(_attr(node, "axes", [0])), (1,))
-
-
-@PARTIAL_RULES.register("Slice", since=10)
-def _slice_inputs(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    data = info._input(scope, node, 0)
-    if data is None or data.scalar or len(node.input) < 3:
-        return None
-    operands = [info._input(scope, node, i) if i < len(node.input) and node.input[i] else None for i in range(1, 5)]
-    starts, ends, axes, steps = operands
-    given = [i < len(node.input) and bool(node.input[i]) for i in range(1, 5)]
-    if any(g and p is None for g, p in zip(given, operands, strict=True)):
-        return None
-    if starts is None or ends is None or not all(p is None or p.is_static() for p in operands):
-        return None
-    return _slice_1d(
-        data,
-        starts.elems,
-        ends.elems,
-        axes.elems if axes is not None else (0,),
-        steps.elems if steps is not None else (1,),
-    )
-
-
-def _slice_1d(data: Partial, s: tuple, e: tuple, ax: tuple, st: tuple) -> Partial | None:
-    if len(s) != 1 or len(e) != 1 or tuple(ax) not in ((0,), (-1,)) or len(st) != 1 or st[0] == 0:
-        return None
-    return Partial(data.dtype, False, tuple(data.elems[slice(s[0], e[0], st[0])]))
-
-
-@PARTIAL_RULES.register("Concat")
-def _concat(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    parts = [info._input(scope, node, i) for i in range(len(node.input))]
-    if any(p is None or p.scalar for p in parts) or _attr(node, "axis", 0) not in (0, -1):
-        return None
-    elems: tuple[Elem, ...] = ()
-    for p in parts:
-        assert p is not None
-        elems += p.elems
-    first = parts[0]
-    assert first is not None
-    return Partial(first.dtype, False, elems)
-
-
-@PARTIAL_RULES.register("Unsqueeze")
-def _unsqueeze(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    src = info._input(scope, node, 0)
-    return None if src is None or not src.scalar else Partial(src.dtype, False, src.elems)
-
-
-@PARTIAL_RULES.register("Squeeze")
-def _squeeze(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    src = info._input(scope, node, 0)
-    return None if src is None or src.scalar or len(src.elems) != 1 else Partial(src.dtype, True, src.elems)
-
-
-_ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}
-
-
-@PARTIAL_RULES.register("Add", "Sub", "Mul", "Div")
-def _arithmetic(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    a, b = info._input(scope, node, 0), info._input(scope, node, 1)
-    if a is None or b is None or TensorProto.BOOL in (a.dtype, b.dtype):
-        return None
-    if a.is_static() and b.is_static():
-        arr = _ARITHMETIC.get(node.op_type, _int_div)(a.array(), b.array())
-        return Partial(a.dtype, arr.ndim == 0, tuple(int(v) for v in np.asarray(arr).reshape(-1)))
-    if len(a.elems) != len(b.elems) and 1 not in (len(a.elems), len(b.elems)):
-        return None
-    n = max(len(a.elems), len(b.elems))
-    pairs = zip(a.elems * (n // len(a.elems)), b.elems * (n // len(b.elems)), strict=True)
-    return Partial(a.dtype, a.scalar and b.scalar, tuple(_symbolic(node.op_type, x, y) for x, y in pairs))
-
-
-def _symbolic(op: str, x: Elem, y: Elem) -> Elem:
-    """One element of symbolic arithmetic: what the neutral element (x+0, x*1, x/1...) or zero (x*0) fixes."""
-    if isinstance(x, int) and isinstance(y, int):
-        return int(_ARITHMETIC.get(op, _int_div)(np.array(x), np.array(y)))
-    if op == "Mul" and 0 in (x, y):
-        return 0
-    if (op in ("Add", "Sub") and y == 0) or (op in ("Mul", "Div") and y == 1):
-        return x
-    if (op == "Add" and x == 0) or (op == "Mul" and x == 1):
-        return y
-    return None
-
-
-_COMPARISONS = {
-    "Equal": np.equal,
-    "Less": np.less,
-    "Greater": np.greater,
-    "LessOrEqual": np.less_equal,
-    "GreaterOrEqual": np.greater_equal,
-}
-
-
-@PARTIAL_RULES.register(*_COMPARISONS)
-def _compare(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    """Comparisons of shape values (an If's condition on dims): static operands, or Equal of one symbol."""
-    a, b = info._input(scope, node, 0), info._input(scope, node, 1)
-    if a is None or b is None or TensorProto.BOOL in (a.dtype, b.dtype):
-        return None
-    if a.is_static() and b.is_static():
-        arr = np.asarray(_COMPARISONS[node.op_type](a.array(), b.array()))
-        return Partial(TensorProto.BOOL, arr.ndim == 0, tuple(int(v) for v in arr.reshape(-1)))
-    if node.op_type in ("Equal", "LessOrEqual", "GreaterOrEqual") and a.scalar == b.scalar and a.elems == b.elems:
-        if all(isinstance(e, Sym) for e in a.elems):
-            return Partial(TensorProto.BOOL, a.scalar, (1,) * len(a.elems))  # the same symbol is equal to itself
-    return None
-
-
-@PARTIAL_RULES.register("Not", "And", "Or", "Xor")
-def _logic(info: ShapeInfo, scope: Scope, node: NodeProto) -> Partial | None:
-    values = [info._input(scope, node, i) for i in range(len(node.input))]
-    if not values or any(v is None or v.dtype != TensorProto.BOOL or not v.is_static() for v in values):
-        return None
-    arrays = [v.array() for v in values if v is not None]
-    if node.op_type == "Not":
-        arr = np.logical_not(arrays[0])
-    else:
-        arr = {"And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}[node.op_type](*arrays)
-    arr = np.asarray(arr)
-    return Partial(TensorProto.BOOL, arr.ndim == 0, tuple(int(v) for v in arr.reshape(-1)))
-
-
-def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if np.any(b == 0):
-        raise ValueError("division by zero")
-    return np.trunc(a / b).astype(a.dtype)

@@ -1,8 +1,10 @@
 """MatMuls reading the same tensor with constant 2-D weights become one MatMul and a Split (as onnxsim's
 fuse_matmul does for q/k/v projections): A @ [B1 | B2 | ...] split along the last axis.
 
-Off by default (register default=False): measured with onnxruntime on the bench's models, the merged
-form was not faster (bench/zoo_bench.py reports the numbers); `simplify` runs it only on request.
+Off by default (register default=False): onnxruntime runs the merged form slower (bench/zoo_matmul_merge.py:
+BERT and ViT, both exporters, batch 1 and 8, 1 thread: 0.9-2.7 % slower in all eight cases, every 95 %
+interval above 1; 2 threads: within noise), the Split costing more than the one larger MatMul saves. Fewer
+nodes must never mean a slower model, so `simplify` runs it only on request.
 """
 
 from __future__ import annotations
