@@ -29,7 +29,8 @@ from graphsurgeon.cli._options import (
 )
 from graphsurgeon.cli.apply import add_apply_command
 from graphsurgeon.cli.render import Output
-from graphsurgeon.core.numeric import Runnable, compare_models, load_feeds
+from graphsurgeon.core.batch_check import compare_edit
+from graphsurgeon.core.numeric import Runnable, load_feeds
 from graphsurgeon.core.verb import Verb
 from graphsurgeon.errors import GraphSurgeonError
 from graphsurgeon.model import Model
@@ -93,9 +94,10 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 
 def _verify(model: Model, args: argparse.Namespace, original: Runnable, target: Path) -> Any:
     result = Runnable(target, model.external_data_dir, "the result")
-    return compare_models(
+    return compare_edit(  # a shape edit that freed the batch is checked per batch slice
         original,
         result,
+        model.shape_edit,
         feeds=load_feeds(args.feeds) if args.feeds else None,
         runs=args.verify_runs,
         rtol=args.rtol,
@@ -116,6 +118,9 @@ def _run_writing(verb: Verb, model: Model, args: argparse.Namespace, out: Output
             source if source is not None else model.proto.SerializeToString(), model.external_data_dir, "the original"
         )
     before = ViewOptions.original(model, args)
+    planned = model.path if args.in_place else Path(args.output or SaveOptions.default_output(args.model, verb.name))
+    if planned is not None and planned.parent.is_dir():  # a rewrite's new data files wait beside the output
+        model.scratch_dir = planned.parent
     model.run_verb(verb.name, **options_from(args, verb))
     with model.progress.task("writing the model"):
         target = SaveOptions.save(model, args, verb.name)

@@ -145,11 +145,25 @@ class VerifyOptions:
     @staticmethod
     def add(parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("verifying (onnxruntime, original vs result, weights read from disk)")
-        group.add_argument("--verify", action="store_true", help="compare the result's outputs with the original's")
         group.add_argument(
-            "--verify-runs", type=int, default=RUNS, metavar="N", help=f"input sets to run (default: {RUNS})"
+            "--verify",
+            action="store_true",
+            help="compare the result's outputs with the original's (an edit that freed the batch, exported as B: "
+            "the result at batch 1 and 2B+1 against the original run on batch-B slices, concatenated)",
         )
-        group.add_argument("--feeds", metavar="FILE.npz", help="inputs to use (the rest are random but sane)")
+        group.add_argument(
+            "--verify-runs",
+            type=int,
+            default=RUNS,
+            metavar="N",
+            help=f"input sets to run, each at every batch size checked (default: {RUNS})",
+        )
+        group.add_argument(
+            "--feeds",
+            metavar="FILE.npz",
+            help="inputs to use, at the original's shape (the rest are random but sane; per batch slice, later "
+            "slices roll the given items)",
+        )
         group.add_argument(
             "--rtol", type=float, default=RTOL, metavar="R", help=f"relative tolerance (default: {RTOL:g})"
         )

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graphsurgeon.core.batch_check import compare_edit
 from graphsurgeon.core.editor import Source
 from graphsurgeon.core.numeric import ATOL, RTOL, RUNS, CompareReport, Runnable, compare_models, random_feeds
 from graphsurgeon.core.stats import model_stats
@@ -440,8 +441,15 @@ def _compare(
     feeds: Mapping[str, Any] | None,
     label: str,
 ) -> CompareReport:
-    """Before vs now; an input an earlier step added is fed its original value on both sides."""
+    """Before vs now; an input an earlier step added is fed its original value on both sides. A step that freed
+    the batch (make-dynamic, set-shape) is checked per batch slice, like the verbs' own `verify`."""
     after = Runnable(model.proto.SerializeToString(), model.external_data_dir, label)
+    edit = model.shape_edit
+    if edit is not None and edit.batch is not None:
+        return compare_edit(
+            before, after, edit, feeds=feeds, runs=runs, rtol=rtol, atol=atol,
+            result_defaults=model.interface_defaults, renamed=model.interface_renames,
+        )  # fmt: skip
     inputs = {vi.name: vi for vi in before.graph().graph.input}
     given = {name: read() for name, read in model.interface_defaults.items() if name in inputs} | dict(feeds or {})
     pinned = [  # inputs a step fixed to a static shape (set-shape): both sides run at that shape

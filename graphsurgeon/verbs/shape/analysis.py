@@ -13,32 +13,27 @@ plans are then materialized by rewrite.py. Anything the rules cannot follow is r
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
-from onnx import NodeProto, TensorProto, TypeProto, helper
+from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from graphsurgeon.core.constants import constant_tensor, is_constant_node
 from graphsurgeon.core.editor import Editor
-from graphsurgeon.core.external_data import is_external, read_tensor
+from graphsurgeon.core.external_data import inline_problem, is_external, read_tensor
 from graphsurgeon.core.index import Scope
 from graphsurgeon.core.order import ordered_nodes
 from graphsurgeon.core.rules import OpRules
 from graphsurgeon.core.select import describe
-from graphsurgeon.core.shapes import light_copy
-from graphsurgeon.core.walk import model_graphs
 from graphsurgeon.errors import RewriteError
 from graphsurgeon.verbs.shape.dims import MaybeDim, Mono, evaluate, fmt, fmt_shape, symbols
+from graphsurgeon.verbs.shape.exported import MISSING, ExportedShapes, Shape, home_of
 
-Shape = tuple[MaybeDim, ...]
 SMALL = 64  # integer tensors up to this many elements carry symbolic values
 MAX_PASSES = 8
 _INT_TYPES = (TensorProto.INT64, TensorProto.INT32)
-_INFERRED_UNKNOWN = re.compile(r"unk__\d+")  # what onnx's inference calls a dim it could not find
-_PROBE = 1_000_003  # values given to symbols whose exported value is unknown (never equal to a real dim)
+_FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE)  # shape arithmetic exported through floats
 
 
 @dataclass(frozen=True)
@@ -73,7 +68,7 @@ def refuse(scope: Scope, node: NodeProto, text: str) -> RewriteError:
     return RewriteError(f"{describe(scope, node)}: {text}")
 
 
-class Analysis:
+class Analysis(ExportedShapes):
     """Symbolic shapes and values for a model whose graph inputs get new dims; the constants to rewrite."""
 
     def __init__(
@@ -84,14 +79,13 @@ class Analysis:
         *,
         leading: bool = False,
     ) -> None:
-        self.model = model
+        super().__init__(model, dict(env))  # env: changed symbol -> its value in the exported model
         self.index = model.index
         self.seeds = seeds  # graph input -> its new symbolic shape
-        self.env = dict(env)  # changed symbol -> its value in the exported model
         self.changed = frozenset(env)
         self.leading = leading  # ambiguous places of a dim of exported value 1: take the first
         self.opset = model.opset_version() or 1
-        self.types: dict[int, dict[str, TypeProto]] = {}
+        self.defaults_are_constants = model.proto.ir_version < 4  # IR 3 lists every initializer as an input
         self.shapes: dict[tuple[int, str], Shape | None] = {}
         self.values: dict[tuple[int, str], Value] = {}
         self.use_values: dict[tuple[int, int], Value] = {}
@@ -102,96 +96,37 @@ class Analysis:
         self.visited_functions: set[int] = set()
         self.new_plans = 0
         self.touched: set[tuple[int, str]] = set()  # tensors whose shapes the change reaches
-        self._exported: dict[tuple[int, str], Shape | None] = {}
+        self._agreeing: set[tuple[Shape, Shape]] = set()
         self._evaluated: dict[MaybeDim, int | None] = {}
         self._constants: dict[tuple[int, str], Value | None] = {}
         self.current: int | None = None  # the node being walked: a plan for its own operand needs no new pass
-        self._infer()
-
-    # -- exported shapes ---------------------------------------------------------------------------------
-    def _infer(self) -> None:
-        proto = self.model.proto
-        graphs = list(model_graphs(proto))
-        try:
-            inferred = onnx.shape_inference.infer_shapes(light_copy(proto), strict_mode=False, data_prop=True)
-            inferred_graphs = list(model_graphs(inferred))
-        except Exception:  # advisory: without it only declared types are known
-            inferred_graphs = []
-        for graph, found in zip(graphs, inferred_graphs, strict=False):
-            types = self.types.setdefault(id(graph), {})
-            for vi in (*found.input, *found.value_info, *found.output):
-                if vi.type.WhichOneof("value") is not None:
-                    types[vi.name] = vi.type
-        for graph in graphs:
-            types = self.types.setdefault(id(graph), {})
-            for vi in (*graph.input, *graph.value_info, *graph.output):
-                if vi.name not in types and vi.type.WhichOneof("value") is not None:
-                    types[vi.name] = vi.type
-
-    def exported_shape(self, scope: Scope, name: str) -> Shape | None:
-        """The shape onnx's inference gave `name` in the exported model (symbols for dim_params)."""
-        home = scope.resolve(name) or scope
-        key = (id(home), name)
-        if key not in self._exported:
-            self._exported[key] = self._exported_shape(home, name)
-        return self._exported[key]
-
-    def _exported_shape(self, home: Scope, name: str) -> Shape | None:
-        if name in home.initializers:
-            return tuple(int(d) for d in home.initializers[name].dims)
-        t = self.types.get(id(home.container), {}).get(name)
-        if t is None or t.WhichOneof("value") != "tensor_type" or not t.tensor_type.HasField("shape"):
-            return None
-        out: list[MaybeDim] = []
-        for d in t.tensor_type.shape.dim:
-            if d.HasField("dim_value") and d.dim_value >= 0:
-                out.append(d.dim_value)
-            elif d.dim_param and not _INFERRED_UNKNOWN.fullmatch(d.dim_param):
-                out.append(self._symbol(d.dim_param))
-            else:
-                out.append(None)
-        return tuple(out)
-
-    def _symbol(self, name: str) -> Mono:
-        if name not in self.env:
-            self.env[name] = _PROBE + 2 * len(self.env)  # distinct odd values, never a real dim
-        return Mono.of(name)
-
-    def elem_type(self, scope: Scope, name: str) -> int | None:
-        home = scope.resolve(name) or scope
-        if name in home.initializers:
-            return home.initializers[name].data_type
-        producer = home.producer.get(name)
-        if producer is not None and is_constant_node(producer):
-            tensor = constant_tensor(producer)
-            return tensor.data_type if tensor is not None else None
-        t = self.types.get(id(home.container), {}).get(name)
-        if t is None or t.WhichOneof("value") != "tensor_type":
-            return None
-        return t.tensor_type.elem_type or None
 
     # -- reading inputs ----------------------------------------------------------------------------------
     def _key(self, scope: Scope, name: str) -> tuple[int, str]:
-        home = scope.resolve(name) or scope
-        return id(home), name
+        return id(home_of(scope, name)), name
 
     def shape(self, scope: Scope, node: NodeProto, i: int) -> Shape | None:
         """The symbolic shape of a node's input (a plan for that use wins)."""
-        if i >= len(node.input) or not node.input[i]:
+        names = node.input
+        name = names[i] if i < len(names) else ""
+        if not name:
             return None
-        plan = self.use_tensors.get((id(node), i))
+        plan = self.use_tensors.get((id(node), i)) if self.use_tensors else None
         if plan is not None:
             dims = [int(d) for d in plan.tensor.dims]
             return tuple(plan.axes.get(a, d) for a, d in enumerate(dims))
-        return self.tensor_shape(scope, node.input[i])
+        key = (id(home_of(scope, name)), name)
+        found = self.shapes.get(key, MISSING)
+        if found is MISSING:
+            found = self.shapes[key] = self.exported_shape(scope, name)
+        return found  # type: ignore[return-value]
 
     def tensor_shape(self, scope: Scope, name: str) -> Shape | None:
-        key = self._key(scope, name)
-        if key in self.shapes:
-            return self.shapes[key]
-        found = self.exported_shape(scope, name)
-        self.shapes[key] = found
-        return found
+        key = (id(home_of(scope, name)), name)
+        found = self.shapes.get(key, MISSING)
+        if found is MISSING:
+            found = self.shapes[key] = self.exported_shape(scope, name)
+        return found  # type: ignore[return-value]
 
     def value(self, scope: Scope, node: NodeProto, i: int) -> Value | None:
         if i >= len(node.input) or not node.input[i]:
@@ -204,28 +139,36 @@ class Analysis:
         return self.tensor_value(scope, node.input[i])
 
     def tensor_value(self, scope: Scope, name: str) -> Value | None:
-        key = self._key(scope, name)
-        if key in self.values:
-            return self.values[key]
-        if key not in self._constants:
-            self._constants[key] = self._constant_value(scope, name)
-        return self._constants[key]
+        key = (id(home_of(scope, name)), name)
+        value = self.values.get(key)
+        if value is not None:
+            return value
+        found = self._constants.get(key, MISSING)
+        if found is MISSING:
+            found = self._constants[key] = self._constant_value(scope, name)
+        return found  # type: ignore[return-value]
 
     def _constant_value(self, scope: Scope, name: str) -> Value | None:
         tensor = self.constant(scope, name)
-        if tensor is None or tensor.data_type not in _INT_TYPES or len(tensor.dims) > 1 or is_external(tensor):
+        if tensor is None or tensor.data_type not in _INT_TYPES + _FLOAT_TYPES or len(tensor.dims) > 1:
             return None
-        if (int(np.prod(tensor.dims)) if tensor.dims else 1) > SMALL:
+        if is_external(tensor) or (int(np.prod(tensor.dims)) if tensor.dims else 1) > SMALL:
             return None
-        arr = onnx.numpy_helper.to_array(tensor)
+        problem = inline_problem(tensor)  # data that disagrees with its dims: refused, naming the tensor
+        if problem is not None:
+            raise RewriteError(problem)
+        arr = numpy_helper.to_array(tensor)
+        if tensor.data_type in _FLOAT_TYPES and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+            return None
         return Value(tensor.data_type, arr.ndim == 0, tuple(int(v) for v in arr.reshape(-1)))
 
     def constant(self, scope: Scope, name: str) -> TensorProto | None:
-        """The initializer or Constant node value named `name` (a graph input with a default is not one)."""
+        """The initializer or Constant node value named `name` (a graph input with a default is not one, but in
+        IR 3, where every initializer is listed as an input, it is)."""
         home = scope.resolve(name)
         if home is None:
             return None
-        if name in home.initializers and name not in home.inputs:
+        if name in home.initializers and (name not in home.inputs or self.defaults_are_constants):
             return home.initializers[name]
         producer = home.producer.get(name)
         if producer is not None and is_constant_node(producer):
@@ -236,7 +179,13 @@ class Analysis:
         return read_tensor(tensor, self.model.external_data_dir)
 
     def carries_change(self, shape: Shape | None) -> bool:
-        return shape is not None and any(s in self.changed for d in shape for s in symbols(d))
+        if shape is None:
+            return False
+        changed = self.changed
+        for d in shape:
+            if type(d) is Mono and any(s in changed for s, _ in d.syms):
+                return True
+        return False
 
     def eval(self, d: MaybeDim) -> int | None:
         return evaluate(d, self.env)
@@ -273,21 +222,25 @@ class Analysis:
         raise RewriteError("the shape analysis did not settle; please report this model")
 
     def walk(self, scope: Scope) -> None:
-        from graphsurgeon.verbs.shape.values import SHAPE_RULES, VALUE_RULES, run_function, run_subgraphs
+        from graphsurgeon.verbs.shape.subgraphs import run_function, run_subgraphs
+        from graphsurgeon.verbs.shape.values import SHAPE_RULES, VALUE_RULES
 
+        functions = self.index.functions
         for node in ordered_nodes(scope):
             self.current = id(node)
-            inputs = [self.shape(scope, node, i) for i in range(len(node.input))]
-            values = [self.value(scope, node, i) for i in range(len(node.input))]
-            touched = any(self.carries_change(s) for s in inputs) or any(
-                v is not None and self.carries_change(v.elems) for v in values
+            count = len(node.input)
+            inputs = [self.shape(scope, node, i) for i in range(count)]
+            touched = any(map(self.carries_change, inputs)) or any(
+                v is not None and self.carries_change(v.elems)
+                for v in (self.value(scope, node, i) for i in range(count))
             )
-            if scope.children.get(id(node)) or scope.is_function:
-                touched = touched or bool(scope.children.get(id(node))) and self._outer_touched(scope, node)
-            function = self.index.functions.get((node.domain, node.op_type, getattr(node, "overload", "")))
+            children = scope.children.get(id(node))
+            if children and not touched:
+                touched = self._outer_touched(scope, node)
+            function = functions.get((node.domain, node.op_type, node.overload)) if functions else None
             if function is not None and touched:
                 outputs = run_function(self, scope, node, function)
-            elif scope.children.get(id(node)) and touched:
+            elif children and touched:
                 outputs = run_subgraphs(self, scope, node)
             elif touched or scope.is_function:
                 rule = SHAPE_RULES.lookup(node.op_type, self.opset) if node.domain in ("", "ai.onnx") else None
@@ -315,6 +268,13 @@ class Analysis:
                             ]
                         except RewriteError:
                             pass
+            if touched and None in outputs and self._loses_change(node, outputs):
+                raise refuse(
+                    scope,
+                    node,
+                    f"the shape of its output cannot be told, so {self._changed_text(inputs)} cannot be followed "
+                    "through it",
+                )
             for position, out in enumerate(node.output):
                 if not out or position >= len(outputs):
                     continue
@@ -334,6 +294,13 @@ class Analysis:
                     if found is not None:
                         self.values[(id(scope), node.output[0])] = found
 
+    @staticmethod
+    def _loses_change(node: NodeProto, outputs: list[Shape | None]) -> bool:
+        """A changed dim flows in (the node is touched) and every output's shape is unknown: downstream, the
+        exported shapes would be taken for the new ones (and constants that carry the dim would go unnoticed)."""
+        produced = [o for position, o in enumerate(outputs) if position < len(node.output) and node.output[position]]
+        return bool(produced) and all(o is None for o in produced)
+
     def _outer_touched(self, scope: Scope, node: NodeProto) -> bool:
         for child in scope.children.get(id(node), ()):
             for name in child.free_names:
@@ -351,7 +318,7 @@ class Analysis:
     def _check(self, scope: Scope, node: NodeProto, name: str, shape: Shape | None) -> None:
         """Our shape at the exported values must be what onnx inferred for the exported model."""
         exported = self.exported_shape(scope, name)
-        if shape is None or exported is None or shape == exported:
+        if shape is None or exported is None or shape == exported or (shape, exported) in self._agreeing:
             return
         if len(shape) != len(exported):
             raise refuse(scope, node, f"output {name!r} would have rank {len(shape)}, not {len(exported)}")
@@ -365,6 +332,7 @@ class Analysis:
                     f"output {name!r} axis {axis} is {theirs} in the exported model but follows as {fmt(mine)} "
                     f"(= {self.eval(mine)}), so its shapes cannot be followed",
                 )
+        self._agreeing.add((shape, exported))  # the same few shapes recur on every layer
 
     # -- demands -----------------------------------------------------------------------------------------
     def plan_value(self, use: Use, elem: int, dim: MaybeDim) -> None:
@@ -435,8 +403,8 @@ class Analysis:
                 continue
             target = known[0]
             for other in known[1:]:
-                if other != target and self.eval(other) != 1 and self.eval(target) != 1:
-                    if self.eval(other) == self.eval(target) and not (symbols(other) and symbols(target)):
+                if other != target and self._value_of(other) != 1 and self._value_of(target) != 1:
+                    if self._value_of(other) == self._value_of(target) and not (symbols(other) and symbols(target)):
                         continue
                     raise refuse(
                         scope,
@@ -444,9 +412,9 @@ class Analysis:
                         f"broadcasts {fmt(target)} against {fmt(other)} on one axis; they cannot both be free "
                         "(give them the same symbol, or fix one)",
                     )
-                if self.eval(target) == 1 and other != target:
+                if self._value_of(target) == 1 and other != target:
                     target = other
-            value = self.eval(target)
+            value = self._value_of(target)
             for i, pos, d in dims:
                 if isinstance(d, int) and d != 1:
                     if value is not None and d != value:

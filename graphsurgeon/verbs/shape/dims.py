@@ -55,6 +55,10 @@ def _parts(d: Dim) -> tuple[int, dict[str, int]]:
 def mul(a: MaybeDim, b: MaybeDim) -> MaybeDim:
     if a is None or b is None:
         return None
+    if type(a) is int and (type(b) is int or a == 1):
+        return a * b if type(b) is int else b
+    if b == 1:
+        return a
     ca, pa = _parts(a)
     cb, pb = _parts(b)
     for k, v in pb.items():

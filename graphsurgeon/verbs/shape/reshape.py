@@ -26,6 +26,8 @@ def reshape_rule(analysis: Analysis, scope: Scope, node: NodeProto) -> list[Shap
         v = analysis.value(scope, node, 1)
         elems = v.elems if v is not None else None
     if x is None or elems is None or any(e is None for e in elems) or any(d is None for d in x):
+        if x is not None and analysis.carries_change(x) and elems is None:
+            raise refuse(scope, node, _unknown_target(scope, node, x))
         return [analysis.exported_shape(scope, node.output[0]) if not analysis.carries_change(x) else None]
     allowzero = bool(attr(node, "allowzero", 0)) and analysis.opset >= 14
     out = layout(analysis, scope, node, x, elems, allowzero)
@@ -59,11 +61,16 @@ def layout(
     atoms: list[tuple[int, str | None]] = []
     for d in x:
         if isinstance(d, Mono):
+            unknown = [s for s in d.atoms() if s not in analysis.env]  # an odd dim_param ("-1"): no size known
+            if unknown:
+                raise refuse(scope, node, f"its input's dim {unknown[0]!r} has no known size to follow through it")
             atoms += [(analysis.env[s], s) for s in d.atoms()]
             if d.coef != 1:
                 atoms.append((d.coef, None))
         elif d != 1:
             atoms.append((int(d), None))  # type: ignore[arg-type]
+    if any(size == 0 for size, _ in atoms):  # (a zero dim: no element, no layout to follow)
+        raise refuse(scope, node, f"its input {fmt_shape(x)} has a dim of 0")
     values: list[int | None] = []
     for j, e in enumerate(elems):
         if e == 0 and not allowzero:
@@ -134,3 +141,15 @@ def _mixing(x: Shape, elems: tuple[MaybeDim, ...]) -> str:
         f"reshapes {fmt_shape(x)} to {fmt_shape(elems)}, which mixes a changing dim with others: at another size "
         "the items would be cut across (if this is intended, fix the dim instead)"
     )
+
+
+def _unknown_target(scope: Scope, node: NodeProto, x: Shape) -> str:
+    name = node.input[1]
+    home = scope.resolve(name)
+    if home is not None and name in home.inputs and name in home.initializers:
+        why = "a graph input with a default value, which a caller may replace (freeze-input makes it a constant)"
+    elif home is not None and name in home.inputs:
+        why = "a graph input, so the caller decides whether it follows the input"
+    else:
+        why = "computed in a way graphsurgeon cannot follow"
+    return f"reshapes {fmt_shape(x)} to the value of {name!r}, {why}; its output cannot be followed"

@@ -10,8 +10,10 @@ there) or of the function body; a constant nothing reads any more is removed. We
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
-from onnx import NodeProto, TensorProto, ValueInfoProto, helper, numpy_helper
+from onnx import NodeProto, TensorProto, TensorShapeProto, ValueInfoProto, helper, numpy_helper
 
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.index import Scope
@@ -26,6 +28,10 @@ def _root(scope: Scope) -> Scope:
     while scope.parent is not None and not scope.is_function:
         scope = scope.parent
     return scope
+
+
+# the opset from which the ops this rewrite emits exist in the form it uses them (inputs, broadcasting)
+_SINCE = {"Range": 11, "Expand": 8, "Mul": 7, "Add": 7, "Reshape": 5, "Concat": 4}
 
 
 class Materializer:
@@ -44,6 +50,12 @@ class Materializer:
         return self.names.fresh(wanted)
 
     def _emit(self, root: Scope, op: str, inputs: list[str], hint: str, **attrs) -> str:
+        needed = _SINCE.get(op, 1)
+        if self.opset is not None and self.opset < needed:  # (this rewrite's form of the op)
+            raise RewriteError(
+                f"following the new dims needs a {op} node, which this rewrite makes as of ai.onnx opset {needed}; "
+                f"the model imports opset {self.opset} (convert-opset first)"
+            )
         out = self._fresh(hint)
         node = helper.make_node(op, inputs, [out], name=self._fresh(f"{hint}/{op}"), **attrs)
         self.nodes.setdefault(id(root), []).append(node)
@@ -54,7 +66,7 @@ class Materializer:
         key = (id(root), "const", array.dtype.str, array.shape, array.tobytes())
         if key in self.cache:
             return self.cache[key]
-        if root.is_function:
+        if root.is_function or self.ctx.proto.ir_version < 4:  # IR 3 would have to list an initializer as an input
             name = self._emit(root, "Constant", [], hint, value=numpy_helper.from_array(array, hint))
         else:
             name = self._fresh(hint)
@@ -99,7 +111,11 @@ class Materializer:
     def value(self, root: Scope, v: Value, hint: str) -> str:
         dtype = helper.tensor_dtype_to_np_dtype(v.dtype)
         if v.is_static():
-            array = np.array([int(e) for e in v.elems], dtype=dtype)  # type: ignore[arg-type]
+            ints = [int(e) for e in v.elems]  # type: ignore[arg-type]
+            limits = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+            if limits is not None and any(not limits.min <= e <= limits.max for e in ints):
+                raise RewriteError(f"{hint}: the new value {ints[:8]} does not fit {np.dtype(dtype).name}")
+            array = np.array(ints, dtype=dtype)
             return self.const(root, array.reshape(()) if v.scalar else array, hint)
         key = (id(root), "value", v)
         if key in self.cache:
@@ -211,20 +227,60 @@ def apply_plans(ctx: Editor, analysis: Analysis) -> list[str]:
         name = m.tensor(_root(scope), plan, "rebatched")
         shape = [plan.axes.get(a, int(d)) for a, d in enumerate(plan.tensor.dims)]
         rewired.append((scope, node, i, name, f"constant {node.input[i]!r} expanded to {fmt_shape(shape)}"))
-    lines = []
-    old_constants: list[tuple[Scope, str]] = []
-    for scope, node, i, _, detail in rewired:
-        old_constants.append((scope.resolve(node.input[i]) or scope, node.input[i]))
-        lines.append(f"{describe(scope, node)}: input {i} {node.input[i]!r} -> {detail}")
-    dead = {(id(home.container), name) for home, name in old_constants}
+    lines = [
+        f"{describe(scope, node)}: input {i} {node.input[i]!r} -> {detail}" for scope, node, i, _, detail in rewired
+    ]
+    doomed, unsure = _doomed_constants(rewired)  # while the index is valid: nothing reindexes for them
     ctx.set_node_inputs_bulk([(node, i, name) for _, node, i, name, _ in rewired])
+    _remove_constants(ctx, doomed)  # before flush: it may copy the nodes of a scope into new objects
     m.flush()
-    _remove_dead_constants(ctx, dead)
+    if unsure:
+        _remove_dead_constants(ctx, unsure)
     return lines
 
 
+def _doomed_constants(
+    rewired: list[tuple[Scope, NodeProto, int, str, str]],
+) -> tuple[list[tuple[Scope, str]], set[tuple[int, str]]]:
+    """Before rewiring: the old operands nothing will read once every rewired use is gone, and (by container
+    and name) those also read from inside subgraphs, which need the rewired model re-indexed to tell."""
+    uses: dict[tuple[int, str], tuple[Scope, set[tuple[int, int]]]] = {}
+    for scope, node, i, _, _ in rewired:
+        name = node.input[i]
+        home = scope.resolve(name) or scope
+        uses.setdefault((id(home), name), (home, set()))[1].add((id(node), i))
+    doomed: list[tuple[Scope, str]] = []
+    unsure: set[tuple[int, str]] = set()
+    for (_, name), (home, used) in uses.items():
+        if name in home.outputs:
+            continue
+        if home.implicit_consumers.get(name):
+            unsure.add((id(home.container), name))
+        elif all((id(r), k) in used for r in home.consumers.get(name, ()) for k, x in enumerate(r.input) if x == name):
+            doomed.append((home, name))
+    return doomed, unsure
+
+
+def _remove_constants(ctx: Editor, doomed: list[tuple[Scope, str]]) -> None:
+    """Remove initializers (not graph inputs' defaults) and Constant nodes, by the scope handles found before."""
+    by_scope: dict[int, tuple[Scope, set[str], list[NodeProto]]] = {}
+    for home, name in doomed:
+        _, inits, nodes = by_scope.setdefault(id(home), (home, set(), []))
+        if name in home.initializers and name not in home.inputs:
+            inits.add(name)
+        elif name in home.producer and home.producer[name].op_type == "Constant":
+            nodes.append(home.producer[name])
+    for home, inits, nodes in by_scope.values():
+        if inits:
+            ctx.remove_initializers(inits, scope=home)
+        if nodes:
+            ctx.remove_nodes(nodes, scope=home)
+        if inits or nodes:
+            ctx.remove_value_info(inits | {n.output[0] for n in nodes}, scope=home)
+
+
 def _remove_dead_constants(ctx: Editor, names: set[tuple[int, str]]) -> None:
-    """Constants (by container and name) that nothing reads any more go."""
+    """Constants (by container and name) that nothing reads any more go (looked up in a fresh index)."""
     for scope in ctx.index.scopes:
         dead_init = set()
         dead_nodes = []
@@ -257,23 +313,34 @@ def write_shape(info: ValueInfoProto, shape: Shape | None, final: dict[str, int 
             d.ClearField("dim_value")
             d.ClearField("dim_param")
         return True
-    wanted = [spell(d, final) for d in shape]
+    wanted = tuple(spell(d, final) for d in shape)
+    template, data = _shape_template(wanted)
     if had:
-        current = [
-            d.dim_value if d.HasField("dim_value") else (d.dim_param if d.HasField("dim_param") else None)
-            for d in tensor_type.shape.dim
-        ]
-        if current == wanted:
+        current_data = tensor_type.shape.SerializeToString()
+        if current_data == data:
             return False
-    tensor_type.ClearField("shape")
-    tensor_type.shape.SetInParent()
+        if b"\x1a" in current_data:  # maybe a denotation (kept when the dims already agree)
+            current = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param if d.HasField("dim_param") else None)
+                for d in tensor_type.shape.dim
+            )
+            if current == wanted:
+                return False
+    tensor_type.shape.CopyFrom(template)
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _shape_template(wanted: tuple[int | str | None, ...]) -> tuple[TensorShapeProto, bytes]:
+    """The declared shape for spelled dims, and its bytes (the same few shapes recur on every layer)."""
+    shape = TensorShapeProto()
     for spelled in wanted:
-        dim = tensor_type.shape.dim.add()
+        dim = shape.dim.add()
         if isinstance(spelled, int):
             dim.dim_value = spelled
         elif spelled:
             dim.dim_param = spelled
-    return True
+    return shape, shape.SerializeToString()
 
 
 def spell(d: MaybeDim, final: dict[str, int | str]) -> int | str | None:

@@ -94,6 +94,9 @@ def _nchw(analysis: Analysis, scope: Scope, node: NodeProto) -> list[Shape | Non
     if analysis.carries_change(x[1:]):
         what = "channels (its weight's shape fixes them)" if analysis.carries_change(x[1:2]) else "spatial dims"
         raise refuse(scope, node, f"cannot follow a changed dim on its {what}: input is {fmt_shape(x)}")
+    w = analysis.shape(scope, node, 1) if len(node.input) > 1 and node.input[1] else None
+    if w is not None and analysis.carries_change(w):  # the filters (and output channels) are no batch
+        raise refuse(scope, node, f"cannot follow a changed dim of its weight: weight is {fmt_shape(w)}")
     outs = []
     for o in node.output:
         exported = analysis.exported_shape(scope, o) if o else None
@@ -131,6 +134,8 @@ def _transpose(analysis: Analysis, scope: Scope, node: NodeProto) -> list[Shape 
     if x is None:
         return [None]
     perm = attr(node, "perm", list(range(len(x)))[::-1])
+    if sorted(perm) != list(range(len(x))):  # an inconsistent model: no shape to follow
+        raise refuse(scope, node, f"its perm {list(perm)} does not fit its input {fmt_shape(x)}")
     return [tuple(x[p] for p in perm)]
 
 
@@ -487,6 +492,8 @@ def _pad(analysis: Analysis, scope: Scope, node: NodeProto) -> list[Shape | None
         axes = given
     out = list(x)
     k = len(axes)
+    if len(pads) != 2 * k or any(not -len(x) <= a < len(x) for a in axes):
+        raise refuse(scope, node, f"its pads {pads} do not fit axes {axes} of its input {fmt_shape(x)}")
     for j, a in enumerate(axes):
         a = _axis(a, len(x))
         out[a] = add(add(x[a], pads[j]), pads[j + k])

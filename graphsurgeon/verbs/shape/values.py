@@ -1,5 +1,5 @@
-"""Symbolic values of small integer tensors (what ``Shape`` arithmetic computes), and how subgraphs and function
-bodies are walked. Value rules are registered per op in an OpRules table; a rule returns None when it cannot tell."""
+"""Symbolic values of small integer tensors (what ``Shape`` arithmetic computes). Value rules are registered per op
+in an OpRules table; a rule returns None when it cannot tell. Subgraphs and function bodies: subgraphs.py."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from onnx import NodeProto, TensorProto
 
 from graphsurgeon.core.index import Scope
 from graphsurgeon.verbs.shape.analysis import VALUE_RULES_TABLE as VALUE_RULES
-from graphsurgeon.verbs.shape.analysis import Analysis, Shape, Value, attr, refuse
+from graphsurgeon.verbs.shape.analysis import Analysis, Value, attr
 from graphsurgeon.verbs.shape.dims import MaybeDim, Mono, add, div, mul, neg, product
 from graphsurgeon.verbs.shape.rules import INT64_MAX, SHAPE_RULES, _static_list
 
-__all__ = ["SHAPE_RULES", "VALUE_RULES", "run_function", "run_subgraphs", "shape_value"]
+__all__ = ["SHAPE_RULES", "VALUE_RULES", "shape_value"]
+FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE)
+VALUE_TYPES = (TensorProto.INT64, TensorProto.INT32, *FLOAT_TYPES)
 
 
 # -- values --------------------------------------------------------------------------------------------------------
@@ -41,8 +43,9 @@ def _identity_value(analysis: Analysis, scope: Scope, node: NodeProto) -> Value 
 
 @VALUE_RULES.register("Cast")
 def _cast_value(analysis: Analysis, scope: Scope, node: NodeProto) -> Value | None:
+    """Shape arithmetic may pass through floats (exporters cast dims to float and back): values stay exact."""
     v, to = analysis.value(scope, node, 0), attr(node, "to")
-    return None if v is None or to not in (TensorProto.INT64, TensorProto.INT32) else Value(to, v.scalar, v.elems)
+    return None if v is None or to not in VALUE_TYPES else Value(to, v.scalar, v.elems)
 
 
 @VALUE_RULES.register("Gather")
@@ -111,6 +114,8 @@ def _arith_value(analysis: Analysis, scope: Scope, node: NodeProto) -> Value | N
             out.append(add(x, neg(y)))
         elif node.op_type == "Mul":
             out.append(mul(x, y))
+        elif isinstance(x, int) and isinstance(y, int) and a.dtype in FLOAT_TYPES:
+            out.append(x // y if y and x % y == 0 else None)  # an inexact float quotient is no dim
         elif isinstance(x, int) and isinstance(y, int):
             out.append(int(x / y) if y else None)
         else:
@@ -175,56 +180,13 @@ def _constant_of_shape_value(analysis: Analysis, scope: Scope, node: NodeProto) 
 
 @VALUE_RULES.register("ReduceProd")
 def _reduce_prod_value(analysis: Analysis, scope: Scope, node: NodeProto) -> Value | None:
+    """The product of a shape: a scalar, or a 1-element vector with `keepdims` (the default)."""
     v = analysis.value(scope, node, 0)
-    if v is None or attr(node, "keepdims", 1) or (len(node.input) > 1 and node.input[1]):
+    axes = attr(node, "axes", []) if analysis.opset < 18 else _static_list(analysis, scope, node, 1)
+    if len(node.input) > 1 and node.input[1] and analysis.opset >= 18 and axes is None:
         return None
-    return Value(v.dtype, True, (product(list(v.elems)),))
-
-
-# -- subgraphs and functions ---------------------------------------------------------------------------------------
-def run_subgraphs(analysis: Analysis, scope: Scope, node: NodeProto) -> list[Shape | None]:
-    """If: both branches see the outer shapes; outputs agree or are unknown. Loop/Scan: the body runs with its
-    carried state shaped like the initial values (scan inputs lose their scan axis)."""
-    children = scope.children.get(id(node), [])
-    results: list[list[Shape | None]] = []
-    for child in children:
-        if node.op_type == "Loop":
-            body_inputs = list(child.inputs)
-            shapes = [(), (), *[analysis.shape(scope, node, i) for i in range(2, len(node.input))]]
-            for name, shape in zip(body_inputs, shapes, strict=False):
-                analysis.shapes[(id(child), name)] = shape
-        elif node.op_type == "Scan":
-            n_scan = attr(node, "num_scan_inputs", 0)
-            n_state = len(node.input) - n_scan
-            for k, name in enumerate(child.inputs):
-                s = analysis.shape(scope, node, k)
-                analysis.shapes[(id(child), name)] = s if k < n_state or s is None else tuple(s[1:])
-        elif node.op_type != "If":
-            raise refuse(scope, node, "graphsurgeon cannot follow changed dims into this op's subgraphs")
-        analysis.walk(child)
-        results.append([analysis.tensor_shape(child, o) for o in child.outputs])
-    if node.op_type == "If":
-        outs: list[Shape | None] = []
-        for k in range(len(node.output)):
-            branch = [r[k] if k < len(r) else None for r in results]
-            outs.append(branch[0] if all(b == branch[0] for b in branch) else None)
-        return outs
-    body = results[0]
-    n_state = len(node.input) - 2 if node.op_type == "Loop" else len(node.input) - attr(node, "num_scan_inputs", 0)
-    state = body[1 : 1 + n_state] if node.op_type == "Loop" else body[:n_state]
-    scans = body[len(state) + (1 if node.op_type == "Loop" else 0) :]
-    return list(state) + [None if s is None else (None, *s) for s in scans]
-
-
-def run_function(analysis: Analysis, scope: Scope, node: NodeProto, function: Scope) -> list[Shape | None]:
-    """A call: the body runs with the formals shaped like the actual inputs."""
-    for k, formal in enumerate(str(name) for name in function.container.input):
-        analysis.shapes[(id(function), formal)] = analysis.shape(scope, node, k)
-        v = analysis.value(scope, node, k)
-        if v is not None:
-            analysis.values[(id(function), formal)] = v
-        for axis, d in enumerate(analysis.shapes[(id(function), formal)] or ()):
-            if isinstance(d, Mono) and d.symbol is not None:
-                analysis.function_sources.setdefault((id(function), d.symbol), (formal, axis))
-    analysis.walk(function)
-    return [analysis.tensor_shape(function, str(o)) for o in function.container.output]
+    if v is None or v.scalar or axes not in ([], [0], [-1], None):
+        return None
+    if not axes and attr(node, "noop_with_empty_axes", 0):
+        return None
+    return Value(v.dtype, not attr(node, "keepdims", 1), (product(list(v.elems)),))
