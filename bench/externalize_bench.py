@@ -1,11 +1,13 @@
 """externalize --shard-size on a big model: disk-bound (against a plain copy of its data) and small in memory.
 
-Generates a model of SIZE (default 1.5 GiB) of float32 weights in one external data file (24 MatMul layers),
+Generates a model of SIZE (default 2.68 GB, the size of the promote-input bench model) of float32 weights in
+one external data file (24 MatMul layers),
 then measures, each as its own process with its page cache dropped first (when root):
   cp          a plain copy of the data file (what the disk can do)
   externalize graphsurgeon externalize MODEL --shard-size 1GiB -o OUT/model.onnx
   internalize graphsurgeon internalize on a < 2 GB model is not measured here (it must hold the model in memory).
-Run: python bench/externalize_bench.py [--size 1.5GiB] [--dir /tmp/gs-externalize]
+The two commands alternate, three rounds (a shared disk drifts).
+Run: python bench/externalize_bench.py [--size 2.68GB] [--dir /tmp/gs-externalize]
 """
 
 from __future__ import annotations
@@ -67,13 +69,12 @@ def generate(folder: Path, size: int) -> Path:
 
 
 def main() -> None:
-    size = parse_size(sys.argv[sys.argv.index("--size") + 1]) if "--size" in sys.argv else parse_size("1.5GiB")
+    size = parse_size(sys.argv[sys.argv.index("--size") + 1]) if "--size" in sys.argv else parse_size("2.68GB")
     root = Path(sys.argv[sys.argv.index("--dir") + 1]) if "--dir" in sys.argv else Path("/tmp/gs-externalize")
     shutil.rmtree(root, ignore_errors=True)
     model = generate(root / "src", size)
     data = root / "src" / "model.data"
-    rows = []
-    for label, cmd, out in (
+    commands = (
         ("cp (plain copy of the data file)", ["cp", str(data), str(root / "copy.data")], root / "copy.data"),
         (
             "graphsurgeon externalize --shard-size 1GiB",
@@ -88,15 +89,18 @@ def main() -> None:
             ],
             root / "out",
         ),
-    ):
-        runs = []
-        for _ in range(3):
+    )
+    runs: dict[str, list] = {label: [] for label, _, _ in commands}
+    for _ in range(3):
+        for label, cmd, out in commands:
             shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
             drop_caches()
-            runs.append(run_measured(label, cmd))
-            if not runs[-1].ok:
-                raise SystemExit(f"{label} failed: {runs[-1].error_line}")
-        wall, rss, sync = summarize(runs)
+            runs[label].append(run_measured(label, cmd))
+            if not runs[label][-1].ok:
+                raise SystemExit(f"{label} failed: {runs[label][-1].error_line}")
+    rows = []
+    for label, measured in runs.items():
+        wall, rss, sync = summarize(measured)
         rows.append([label, wall, rss, sync])
     shards = sorted(p.name + f" ({format_bytes(p.stat().st_size)})" for p in (root / "out").glob("*.data"))
     text = (

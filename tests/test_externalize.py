@@ -152,3 +152,134 @@ def test_mostly_live_files_are_copied_whole(tmp_path):
     gs.load(tmp_path / "ext" / "mlp.onnx").save(tmp_path / "copy" / "mlp.onnx")
     assert (tmp_path / "copy" / "mlp.data").read_bytes() == data.read_bytes()
     assert os.path.getsize(tmp_path / "copy" / "mlp.onnx") == os.path.getsize(tmp_path / "ext" / "mlp.onnx")
+
+
+# -- dead bytes: saving to another folder carries only what the model references -----------------------------
+def transposed_weights(path: Path, n: int = 512, layers: int = 4) -> Path:
+    """x -> MatMul(x, Transpose(W_i)) per layer, the weights in external data (4 MiB): folding the Transposes
+    leaves every original weight unreferenced."""
+    rng = np.random.default_rng(0)
+    nodes, inits, last = [], [], "x"
+    for i in range(layers):
+        inits.append(numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), f"w{i}"))
+        nodes += [
+            helper.make_node("Transpose", [f"w{i}"], [f"wt{i}"], perm=[1, 0]),
+            helper.make_node("MatMul", [last, f"wt{i}"], [f"h{i}"]),
+        ]
+        last = f"h{i}"
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n])],
+        [helper.make_tensor_value_info(last, TensorProto.FLOAT, ["N", n])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path), save_as_external_data=True, location=f"{path.name}.data")
+    return path
+
+
+def live_bytes(path: Path) -> tuple[int, int]:
+    """(bytes the model's external tensors reference, without overlaps; bytes of its data files)."""
+    model = onnx.load(str(path), load_external_data=False)
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for tensor in model.graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL:
+            entries = {e.key: e.value for e in tensor.external_data}
+            start = int(entries.get("offset", 0))
+            spans.setdefault(entries["location"], []).append((start, start + int(entries["length"])))
+    live = 0
+    for ranges in spans.values():
+        end = 0
+        for start, stop in sorted(ranges):
+            live += max(0, stop - max(start, end))
+            end = max(end, stop)
+    return live, sum((path.parent / location).stat().st_size for location in spans)
+
+
+@pytest.mark.parametrize("verb", ["simplify", "fold-constants", "extract"])
+def test_saving_elsewhere_writes_no_dead_bytes(tmp_path, verb):
+    source = transposed_weights(tmp_path / "src" / "m.onnx")
+    original = source.stat().st_size + (source.parent / "m.onnx.data").stat().st_size
+    out = tmp_path / "out" / "m.onnx"
+    options = ["--outputs", "h1"] if verb == "extract" else []  # extract: the last 2 layers' weights go dead
+    assert main([verb, str(source), *options, "-o", str(out)]) == 0
+    live, written = live_bytes(out)
+    assert written <= live + 4096 * 4, (written, live)  # at most each range's 4 KiB alignment
+    total = sum(p.stat().st_size for p in out.parent.iterdir())
+    assert total < original * (0.51 if verb == "extract" else 1.01), (total, original)
+    x = {"x": np.random.default_rng(1).standard_normal((2, 512)).astype(np.float32)}
+    expected = run_ort(source, x)[0] if verb != "extract" else None
+    if expected is not None:
+        np.testing.assert_allclose(run_ort(out, x)[0], expected, rtol=1e-5, atol=1e-4)
+
+
+# -- data files in a subfolder: never an empty folder left behind, never a scratch file lost --------------------
+def tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_subfolder_location_moves_along_and_leaves_the_source_folder_as_it_was(tmp_path):
+    source = mlp(tmp_path / "src" / "mlp.onnx")
+    out = tmp_path / "out" / "m.onnx"
+    assert (
+        main(["externalize", str(source), "--location", "sub/w_{n}.bin", "--shard-size", "300KB", "-o", str(out)]) == 0
+    )
+    assert tree(source.parent) == ["mlp.onnx"]
+    assert tree(out.parent) == ["m.onnx", "sub", "sub/w_1.bin", "sub/w_2.bin"]
+    np.testing.assert_array_equal(run_ort(out, feeds())[0], run_ort(source, feeds())[0])
+
+
+@pytest.mark.parametrize("where", ["in_place", "beside"])
+def test_subfolder_location_saved_in_the_same_folder_keeps_its_data(tmp_path, where):
+    """The new data file is the model's data once saved beside it: it must not be dropped as a scratch file."""
+    source = mlp(tmp_path / "src" / "mlp.onnx")
+    expected = run_ort(source, feeds())[0]
+    out = source if where == "in_place" else source.parent / "o.onnx"
+    save = ["--in-place"] if where == "in_place" else ["-o", str(out)]
+    assert main(["externalize", str(source), "--location", "sub/w.bin", *save, "--verify"]) == 0
+    assert (source.parent / "sub" / "w.bin").stat().st_size > 300_000
+    np.testing.assert_array_equal(run_ort(out, feeds())[0], expected)
+
+
+def test_refused_or_failed_externalize_leaves_no_folder_and_no_file(tmp_path, capsys, monkeypatch):
+    source = mlp(tmp_path / "src" / "mlp.onnx")
+    (source.parent / "part2").mkdir()
+    (source.parent / "part2" / "w.bin").write_bytes(b"not ours")
+    out = tmp_path / "out" / "m.onnx"
+    args = ["externalize", str(source), "--location", "part{n}/w.bin", "--shard-size", "300KB", "-o", str(out)]
+    assert main(args) == 1  # shard 2 would overwrite a file: refused after shard 1 was written
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert tree(source.parent) == ["mlp.onnx", "part2", "part2/w.bin"]
+    assert not out.parent.exists()
+
+    model = gs.load(source).externalize(location="a/b/w.bin")  # discarded unsaved: the scratch and its folders go
+    assert (source.parent / "a" / "b" / "w.bin").exists()
+    del model
+    assert tree(source.parent) == ["mlp.onnx", "part2", "part2/w.bin"]
+
+    model = gs.load(source).externalize(location="a/b/w.bin")
+    real_replace = os.replace
+
+    def full_disk(src, dst, *args, **kwargs):
+        if Path(dst).name == "m.onnx":
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(gs.SaveError, match="No space left"):
+        model.save(out)
+    monkeypatch.undo()
+    assert not out.parent.exists()  # the data file moved there went back, and the folders made for it
+    assert (source.parent / "a" / "b" / "w.bin").exists()
+    del model
+    assert tree(source.parent) == ["mlp.onnx", "part2", "part2/w.bin"]
+
+
+def test_a_new_data_file_that_takes_nothing_leaves_no_folder(tmp_path):
+    source = mlp(tmp_path / "src" / "mlp.onnx", widths=(4, 4, 2))  # 64-byte weights: under the threshold
+    out = tmp_path / "out" / "m.onnx"
+    gs.load(source).save(out, external_data="sub/w.bin")
+    assert tree(out.parent) == ["m.onnx"]

@@ -9,8 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import DecodeError
 from onnx import FunctionProto, ModelProto, StringStringEntryProto, TensorProto, numpy_helper
 
 from graphsurgeon.core.external_data import (
@@ -21,8 +20,11 @@ from graphsurgeon.core.external_data import (
     is_external,
     open_regular,
     resolve_location,
+    stand_ins,
     validate_external_data,
 )
+from graphsurgeon.core.tempfiles import remove_stale, temp_path
+from graphsurgeon.core.utf8 import find_non_utf8, text_is_utf8
 from graphsurgeon.core.walk import model_graphs, model_tensors
 from graphsurgeon.errors import ExternalDataError, ModelLoadError, SaveError
 
@@ -55,61 +57,20 @@ def parse_model(data: bytes, what: str) -> ModelProto:
             f"{what} is not a valid ONNX model: protobuf could not parse it "
             f"(truncated, corrupt, not ONNX, or nested deeper than protobuf allows): {e}"
         ) from e
-    check_is_onnx(model, what)
+    check_is_onnx(model, what, data)
     return model
 
 
-def check_is_onnx(model: ModelProto, what: str) -> None:
+def check_is_onnx(model: ModelProto, what: str, data: bytes | None = None) -> None:
     """Refuse protobufs that parse but hold no ONNX model (random bytes often parse as unknown fields), and
-    models whose text is not UTF-8 or whose tensors declare what no file could hold (see check_tensors)."""
+    models whose text is not UTF-8 or whose tensors declare what no file could hold (see check_tensors).
+    `data`, the bytes `model` was parsed from, lets the UTF-8 check run in C (see text_is_utf8)."""
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise ModelLoadError(f"{what} is not an ONNX model (no IR version or no graph)")
-    where = find_non_utf8(model)
+    where = None if data is not None and text_is_utf8(model, data) else find_non_utf8(model)
     if where is not None:
         raise ModelLoadError(f"{what} holds text that is not UTF-8 ({where}); ONNX names and strings must be UTF-8")
     check_tensors(model, what)
-
-
-_TEXT_PLAN: dict[object, list[tuple[str, bool, bool]]] = {}
-
-
-def _text_fields(descriptor) -> list[tuple[str, bool, bool]]:
-    """(field name, repeated, is a string) of the string and message fields of a message type."""
-    plan = _TEXT_PLAN.get(descriptor)
-    if plan is None:
-        plan = [
-            (f.name, f.is_repeated, f.type == FieldDescriptor.TYPE_STRING)
-            for f in descriptor.fields
-            if f.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE)
-        ]
-        _TEXT_PLAN[descriptor] = plan
-    return plan
-
-
-def find_non_utf8(message: Message) -> str | None:
-    """Where a string field holds bytes that are not UTF-8 (protobuf then hands out `bytes`), or None.
-
-    One iterative walk over string and message fields only: weights (bytes and numeric fields) are not read.
-    """
-    stack: list[Message] = [message]
-    while stack:
-        current = stack.pop()
-        for name, repeated, is_string in _text_fields(current.DESCRIPTOR):
-            if repeated:
-                values = getattr(current, name)
-                if is_string:
-                    bad = next((v for v in values if type(v) is bytes), None)
-                    if bad is not None:
-                        return f"{current.DESCRIPTOR.name}.{name} {bad!r}"
-                elif values:
-                    stack.extend(values)
-            elif is_string:
-                value = getattr(current, name)
-                if type(value) is bytes:
-                    return f"{current.DESCRIPTOR.name}.{name} {value!r}"
-            elif current.HasField(name):
-                stack.append(getattr(current, name))
-    return None
 
 
 def check_tensors(model: ModelProto, what: str) -> None:
@@ -278,7 +239,7 @@ def externalize(model: ModelProto, data_dir: Path, location: str, threshold: int
     threshold = max(threshold, MIN_EXTERNAL_BYTES)
     path = data_dir / location
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_path(path)
     moved = 0
     try:
         with open(tmp, "wb") as f:
@@ -331,7 +292,7 @@ def check_target(target: Path) -> None:
         raise SaveError(f"{target} is not a regular file (a device, a FIFO or a socket); give a file path to save to")
 
 
-def _make_dirs(folder: Path) -> list[Path]:
+def make_dirs(folder: Path) -> list[Path]:
     """mkdir -p, returning the folders it created (outermost first), so a failed save can remove them."""
     missing: list[Path] = []
     current = folder
@@ -377,7 +338,7 @@ def _live_copy(model: ModelProto, location: str, src: Path, dst: Path) -> list[_
     if size - sum(end - start for start, end in merged) <= max(_DEAD_SLACK, size // 20):
         copy_file(src, dst)
         return []
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp = temp_path(dst)
     moved_to: list[int] = []
     try:
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
@@ -411,6 +372,18 @@ def _live_copy(model: ModelProto, location: str, src: Path, dst: Path) -> list[_
     return undo
 
 
+def _relocate(model: ModelProto, old: str, new: str) -> list[_Undo]:
+    """Point every tensor stored in data file `old` at `new` instead; returns how to undo it."""
+    undo: list[_Undo] = []
+    for tensor in model_tensors(model):
+        if is_external(tensor) and external_ref(tensor).location == old:
+            undo.append((tensor, [(e.key, e.value) for e in tensor.external_data]))
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = new
+    return undo
+
+
 def write_model(
     model: ModelProto,
     target: Path,
@@ -434,24 +407,32 @@ def write_model(
     moved: list[tuple[Path, Path]] = []
     undo: list[_Undo] = []  # offsets a compacting copy rewrote
     saved = False
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = temp_path(target)
+    for folder in {target.parent, out_data_dir}:  # what a killed save left there (see core/tempfiles)
+        remove_stale(folder)
     try:
-        made_dirs = _make_dirs(target.parent) + _make_dirs(out_data_dir)
+        made_dirs = make_dirs(target.parent) + make_dirs(out_data_dir)
         files = validate_external_data(model, data_dir)
         location = None
         if external_data:
             location = data_file_location(model, external_data, out_data_dir, target)
         elif _inline_bytes(model) > PROTOBUF_LIMIT - (64 << 20):  # too big for one protobuf: move weights out
             location = unused_location(model, f"{target.name}.data", out_data_dir)
-        if files and data_dir is not None and out_data_dir.resolve() != data_dir.resolve():
+        if files and data_dir is not None and (out_data_dir.resolve() != data_dir.resolve() or stand_ins(data_dir)):
             resolved_target = target.resolve()
+            scratch = stand_ins(data_dir)
             for name, src in files.items():
                 dst = out_data_dir / name
+                if name in scratch and os.path.lexists(dst):  # a new data file never lands on an existing one
+                    fresh = unused_location(model, name, out_data_dir)
+                    undo += _relocate(model, name, fresh)
+                    name, dst = fresh, out_data_dir / fresh
                 if dst.resolve() == resolved_target:
                     raise SaveError(f"the model's external data {name!r} would be copied onto the output {target}")
                 if dst.exists() and os.path.samefile(src, dst):
                     continue
                 existed = dst.exists()
+                made_dirs += make_dirs(dst.parent)  # a location in a subfolder: made here, removed on failure
                 if movable and src in movable and not existed:
                     try:
                         os.replace(src, dst)
@@ -464,7 +445,13 @@ def write_model(
                     created.append(dst)
         copied = len(created)
         if location is not None:
-            created += externalize(model, out_data_dir, location, external_data_threshold)
+            folders = make_dirs((out_data_dir / location).parent)
+            written = externalize(model, out_data_dir, location, external_data_threshold)
+            created += written
+            if written:
+                made_dirs += folders
+            for folder in [] if written else reversed(folders):  # nothing moved out: leave no empty folder
+                _quietly(folder.rmdir)
         moved_out = len(created) > copied
         data = model.SerializeToString()
         if len(data) > PROTOBUF_LIMIT:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import tempfile
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from onnx import (
@@ -22,12 +23,22 @@ from onnx import (
 
 from graphsurgeon.core import io
 from graphsurgeon.core.changes import ChangeLog
-from graphsurgeon.core.external_data import read_tensor, validate_external_data
+from graphsurgeon.core.external_data import (
+    add_stand_in,
+    drop_stand_in,
+    read_tensor,
+    stand_ins,
+    validate_external_data,
+)
 from graphsurgeon.core.index import ModelIndex, Scope
 from graphsurgeon.core.names import NameAllocator
 from graphsurgeon.core.progress import SILENT, Progress
 from graphsurgeon.core.select import require_one, select_nodes
+from graphsurgeon.core.tempfiles import remove_stale, temp_name
 from graphsurgeon.errors import GraphSurgeonError, ModelLoadError, RewriteError, SaveError, SelectorError
+
+if TYPE_CHECKING:
+    from graphsurgeon.core.batch_check import ShapeEdit
 
 Source = str | os.PathLike[str] | bytes | ModelProto
 DType = int | str | np.dtype[Any] | type
@@ -85,10 +96,15 @@ class ModelState:
         self.interface_defaults: dict[str, Callable[[], np.ndarray]] = {}
         # a graph input or output renamed: original name -> new name (so --verify pairs them up)
         self.interface_renames: dict[str, str] = {}
+        # the input dims a shape edit changed (set-shape, make-dynamic): verify checks a freed batch per slice
+        self.shape_edit: ShapeEdit | None = None
         self.progress: Progress = SILENT  # long work reports here (the CLI draws it on stderr)
         self._index: ModelIndex | None = None
         self._quiet = 0
         self._unsaved_data: dict[Path, weakref.finalize] = {}
+        # where rewrites write new data files until the save (None: the system's temporary folder); the CLI
+        # points it at the output's folder, so the save renames them into place instead of copying
+        self.scratch_dir: Path | None = None
 
     @classmethod
     def open(cls: type[_State], source: Source, *, external_data_dir: str | os.PathLike[str] | None = None) -> _State:
@@ -219,14 +235,42 @@ class ModelState:
         return NameAllocator.for_model(self.index)
 
     # -- scratch data files ------------------------------------------------------------------------------
-    def adopt_data_file(self, path: Path) -> None:
+    def adopt_data_file(self, path: Path, folders: list[Path] | None = None) -> None:
         """Register a new data file a rewrite wrote into :attr:`external_data_dir` (e.g. folded weights).
 
         Until the model is saved it is scratch: a save to another folder moves it there (instead of copying),
-        and it is deleted if the model is discarded unsaved.
+        and it is deleted if the model is discarded unsaved. `folders` are the ones created for it (outermost
+        first): they go with it when left empty.
         """
         resolved = Path(path).resolve()
-        self._unsaved_data[resolved] = weakref.finalize(self, _unlink_quietly, resolved)
+        self._unsaved_data[resolved] = weakref.finalize(self, _discard_scratch, resolved, tuple(folders or ()))
+
+    def scratch_data_file(self, wanted: str) -> tuple[str, Path]:
+        """A new data file for a rewrite (folded weights): (its location, the path to write it at).
+
+        The file is written in :attr:`scratch_dir` under a temporary name (core/tempfiles), never beside the
+        input (whose folder may be read-only), and stands in for `location` in :attr:`external_data_dir`
+        until the save moves it beside the output under that name; discarded unsaved, it is deleted.
+        """
+        data_dir = self.external_data_dir
+        if data_dir is None:
+            raise RewriteError("a new external data file needs the model's external-data folder")
+        folder = self.scratch_dir if self.scratch_dir is not None else Path(tempfile.gettempdir())
+        taken = stand_ins(data_dir)
+
+        def free(name: str) -> bool:  # also in the output's folder: a save never overwrites another model's data
+            return name not in taken and (self.scratch_dir is None or not os.path.lexists(folder / name))
+
+        location = io.unused_location(self._proto, wanted, data_dir)
+        stem, n = wanted.removesuffix(".data"), 0
+        while not free(location):
+            n += 1
+            location = io.unused_location(self._proto, f"{stem}.{n}.data", data_dir)
+        remove_stale(folder)
+        path = (folder / temp_name(location.replace("/", "_"))).resolve()
+        add_stand_in(data_dir, location, path)
+        self._unsaved_data[path] = weakref.finalize(self, _discard_stand_in, path, data_dir, location)
+        return location, path
 
     # -- saving ------------------------------------------------------------------------------------------
     def save(
@@ -265,6 +309,7 @@ class ModelState:
             if self.path is not None and target.exists() and os.path.samefile(target, self.path):
                 raise SaveError(f"{target} is the input model; pass in_place=True to overwrite it")
             out_data_dir = target.parent
+        old_dir = self.external_data_dir.resolve() if self.external_data_dir is not None else None
         self.external_data_dir = io.write_model(
             self._proto,
             target,
@@ -275,20 +320,33 @@ class ModelState:
             movable=set(self._unsaved_data),
         )
         new_dir = self.external_data_dir.resolve() if self.external_data_dir is not None else None
-        for scratch, finalizer in self._unsaved_data.items():
-            finalizer.detach()
-            if new_dir is not None and scratch.parent != new_dir:
-                _unlink_quietly(scratch)  # copied rather than moved (another filesystem): drop the scratch
+        for finalizer in self._unsaved_data.values():
+            detached = finalizer.detach()
+            if detached is not None and detached[1] is _discard_stand_in:  # moved in (or copied): gone here
+                _discard_stand_in(*detached[2])
+            elif detached is not None and new_dir != old_dir:  # moved along (or copied, across filesystems)
+                _discard_scratch(*detached[2])  # drop what is left behind: the copied scratch, its empty folders
         self._unsaved_data.clear()
         self.path = target
         return target
 
 
-def _unlink_quietly(path: Path) -> None:
+def _discard_stand_in(path: Path, data_dir: Path, location: str) -> None:
+    """Delete a scratch file standing in for `location` (if still there) and forget it."""
+    drop_stand_in(data_dir, location)
     try:
         path.unlink()
     except OSError:
         pass
+
+
+def _discard_scratch(path: Path, folders: tuple[Path, ...]) -> None:
+    """Delete a scratch data file, then the folders made for it (innermost first) that are left empty."""
+    for item, remove in ((path, Path.unlink), *((folder, Path.rmdir) for folder in reversed(folders))):
+        try:
+            remove(item)
+        except OSError:
+            pass
 
 
 __all__ = ["DType", "ModelState", "Source", "tensor_dtype"]

@@ -7,7 +7,7 @@ from typing import Annotated
 from onnx import TensorProto
 
 from graphsurgeon.core.editor import Editor
-from graphsurgeon.core.external_data import declared_nbytes, is_external
+from graphsurgeon.core.external_data import declared_nbytes, inline_problem, is_external
 from graphsurgeon.core.units import format_bytes
 from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.core.walk import model_graphs
@@ -54,6 +54,9 @@ def externalize(
             if is_external(tensor):
                 tensors.append(tensor)
             elif tensor.data_type != TensorProto.STRING and (declared_nbytes(tensor) or 0) >= max(threshold, 1):
+                problem = inline_problem(tensor)  # checked before any file is written
+                if problem is not None:
+                    raise RewriteError(f"{problem}: its value cannot be moved out")
                 tensors.append(tensor)
     if not tensors:
         ctx.note(f"no initializer of at least {format_bytes(threshold)} to move out")

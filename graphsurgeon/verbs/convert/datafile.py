@@ -6,6 +6,7 @@ unsaved model deletes them). Existing data files are never modified.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from onnx import TensorProto, numpy_helper
 
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import declared_nbytes, external_ref, is_external, resolve_location
+from graphsurgeon.core.io import make_dirs
 from graphsurgeon.errors import RewriteError
 
 ALIGN = 4096
@@ -97,9 +99,15 @@ class DataFileWriter:
         path = resolve_location(location, self.folder, location)
         if path.exists():
             raise RewriteError(f"{path} already exists; existing data files are never overwritten: pick another name")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        self.ctx.adopt_data_file(path)
+        folders = make_dirs(path.parent)  # removed with the file if it is discarded (or moved elsewhere)
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as e:
+            for folder in reversed(folders):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise RewriteError(f"cannot write the data file {path}: {e.strerror or e}") from e
+        self.ctx.adopt_data_file(path, folders)
         self.files.append(location)
         self._end = 0
 

@@ -10,6 +10,7 @@ inference from a call site; a node whose types cannot be known keeps float32.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import onnx
@@ -18,7 +19,8 @@ from onnx import AttributeProto, FunctionProto, NodeProto, TensorProto, TypeProt
 from graphsurgeon.core.constants import STANDARD_DOMAINS
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.index import Scope
-from graphsurgeon.core.typeinfo import TypeLookup, elem_type
+from graphsurgeon.core.inference import infer_shapes
+from graphsurgeon.core.typeinfo import TypeLookup, elem_type, static_dims
 from graphsurgeon.core.walk import node_subgraphs
 
 FLOAT = TensorProto.FLOAT
@@ -83,7 +85,7 @@ def _function_types(ctx: Editor, scope: Scope, lookup: TypeLookup) -> dict[str, 
             model.ir_version = ctx.proto.ir_version
             model.functions.extend(ctx.proto.functions)
             try:
-                inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+                inferred = infer_shapes(model, strict_mode=False)
             except Exception:
                 return None
             return {
@@ -134,7 +136,33 @@ def _no_low_kernel(node: NodeProto) -> bool:
     return any(a.name == "reduction" and a.s not in (b"", b"none") for a in node.attribute)
 
 
-def _plan_node(ctx: Editor, scope: Scope, node: NodeProto, plan: Plan, blocked: set[str]) -> None:
+def _undefined_axis(scope: Scope, node: NodeProto, lookup: TypeLookup) -> bool:
+    """An `axis` outside [-rank, rank) of the first input: what the node computes is undefined, and onnxruntime
+    takes it in a float32 kernel but refuses it in the function body its float16 path inlines (LogSoftmax).
+    Such a node keeps float32, as it is."""
+    axis = next((a.i for a in node.attribute if a.name == "axis" and a.type == AttributeProto.INT), None)
+    if axis is None or not node.input or not node.input[0]:
+        return False
+    dims = static_dims(lookup.type_of(scope, node.input[0]))
+    return dims is not None and not -len(dims) <= axis < max(len(dims), 1)
+
+
+def _holds_float_container(schema: onnx.defs.OpSchema, allowed: Mapping[str, Sequence[str]], node: NodeProto) -> bool:
+    """Whether a formal the node uses may be a sequence or optional of floats (SequenceInsert, SequenceAt,
+    OptionalGetElement...): the container's element type is tied to the tensor formals' by the op, not by a
+    type parameter, and containers are never converted, so such a node keeps float32."""
+    for formals, names in ((schema.inputs, node.input), (schema.outputs, node.output)):
+        for i, name in enumerate(names):
+            formal = _formal(formals, i)
+            if not name or formal is None:
+                continue
+            types = allowed.get(formal.type_str, [formal.type_str])
+            if any(t.startswith(("seq(", "optional(")) and "float" in t for t in types):
+                return True
+    return False
+
+
+def _plan_node(ctx: Editor, scope: Scope, node: NodeProto, plan: Plan, blocked: set[str], lookup: TypeLookup) -> None:
     """Decide whether `node` converts; record what each input wants and what each output becomes."""
     target = plan.target
     key = id(scope)
@@ -157,6 +185,7 @@ def _plan_node(ctx: Editor, scope: Scope, node: NodeProto, plan: Plan, blocked: 
     params: dict[str, bool] = {}  # type param -> converts
     if converts and schema is not None:
         allowed = {c.type_param_str: c.allowed_type_strs for c in schema.type_constraints}
+        converts = not _holds_float_container(schema, allowed, node) and not _undefined_axis(scope, node, lookup)
         low = f"tensor({helper.tensor_dtype_to_string(target).removeprefix('TensorProto.').lower()})"
         for formals, names, types in ((schema.inputs, node.input, in_types), (schema.outputs, node.output, out_types)):
             for i, name in enumerate(names):
@@ -205,7 +234,7 @@ def make_plan(ctx: Editor, target: int, blocked: set[str], keep_io: bool) -> Pla
                 if plan.types[id(scope)].get(name) == FLOAT:
                     plan.storage[(id(scope), name)] = target
         for node in scope.nodes:
-            _plan_node(ctx, scope, node, plan, blocked)
+            _plan_node(ctx, scope, node, plan, blocked, lookup)
         for name in scope.outputs:
             if name and _type_of(plan, scope, name) == FLOAT:
                 wanted = target if scope is main and not keep_io else FLOAT
