@@ -37,6 +37,7 @@ class Run:
     returncode: int | None = None
     timed_out: bool = False
     sync_s: float = 0.0  # time `sync` took right after the run (dirty pages the tool left for the kernel)
+    cpu_s: float = float("nan")  # the command's user + sys CPU seconds (GNU time %U + %S)
     background_cpu: float = 0.0  # CPU cores busy with other processes during the run, on average
     stdout: str = ""
     stderr: str = ""
@@ -82,7 +83,7 @@ def run_measured(
     slug = "".join(c if c.isalnum() else "_" for c in label)[:60]
     out_path, err_path, time_path = (log_dir / f"{slug}.{ext}" for ext in ("stdout", "stderr", "time"))
     time_path.unlink(missing_ok=True)
-    full = [GNU_TIME, "-o", str(time_path), "-f", "%e %M", *run.cmd] if GNU_TIME else run.cmd
+    full = [GNU_TIME, "-o", str(time_path), "-f", "%e %U %S %M", *run.cmd] if GNU_TIME else run.cmd
     busy_before = _busy_seconds()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         start = time.perf_counter()
@@ -105,14 +106,16 @@ def run_measured(
         proc.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from waiting again
     run.returncode = proc.returncode
     ours = usage.ru_utime + usage.ru_stime  # GNU time's and, through it, the command's CPU time
+    run.cpu_s = ours
     run.background_cpu = max(0.0, (_busy_seconds() - busy_before - ours) / run.wall) if run.wall > 0 else 0.0
     run.peak_rss_mb = usage.ru_maxrss / 1024  # Linux: KiB
     if run.timed_out:
         run.peak_rss_mb = float("nan")  # killed: GNU time wrote nothing, and wait4's figure is not the tool's
     elif GNU_TIME and time_path.exists():
         fields = time_path.read_text().split()
-        try:  # last line is "%e %M"; a "Command exited with non-zero status" line may precede it
+        try:  # last line is "%e %U %S %M"; a "Command exited with non-zero status" line may precede it
             run.peak_rss_mb = int(fields[-1]) / 1024
+            run.cpu_s = float(fields[-3]) + float(fields[-2])
         except (ValueError, IndexError):
             pass
     run.stdout = out_path.read_text(errors="replace")

@@ -13,7 +13,6 @@ import re
 import sys
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,6 +274,8 @@ def _run_many(out: Output, jobs: list[Job], workers: int) -> list[Outcome]:
                 done[number] = process_model(job)
                 bar.advance()
         return [done[n] for n in range(len(jobs))]
+    from concurrent.futures import ProcessPoolExecutor, as_completed  # only `apply` over several models
+
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
         # every job is submitted (so every worker started) before the bar's drawing thread exists
         futures = {pool.submit(process_model, job): number for number, job in enumerate(jobs)}

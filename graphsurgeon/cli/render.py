@@ -7,11 +7,11 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+if TYPE_CHECKING:  # rich is imported on first use: a quiet or piped command never draws with it
+    from rich.console import Console
 
 from graphsurgeon.core.changes import Change, render
 from graphsurgeon.core.numeric import CompareReport
@@ -25,8 +25,18 @@ class Output:
 
     def __init__(self, *, quiet: bool = False, verbose: bool = False, as_json: bool = False):
         self.quiet, self.verbose, self.as_json = quiet, verbose, as_json
-        self.stdout = Console(file=sys.stdout, highlight=False, soft_wrap=True)
-        self.stderr = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+    @cached_property
+    def stdout(self) -> Console:
+        from rich.console import Console
+
+        return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+    @cached_property
+    def stderr(self) -> Console:
+        from rich.console import Console
+
+        return Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
     @property
     def fancy(self) -> bool:
@@ -49,6 +59,8 @@ class Output:
             for text in summary.lines():
                 print(text)
             return
+        from rich.table import Table
+
         table = Table(title=f"{summary.verb}: before -> after", title_justify="left")
         table.add_column("")
         table.add_column("before", justify="right")
@@ -88,7 +100,7 @@ class Output:
 
 
 class _RichTask(Task):
-    def __init__(self, bar: Progress, task_id: Any):
+    def __init__(self, bar: Any, task_id: Any):
         self.bar, self.task_id = bar, task_id
 
     def advance(self, amount: float = 1) -> None:
@@ -101,6 +113,8 @@ class _RichProgress(ProgressHook):
 
     @contextlib.contextmanager
     def task(self, description: str, total: float | None = None) -> Iterator[Task]:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
         with Progress(*columns, console=self.console, transient=True) as bar:
             yield _RichTask(bar, bar.add_task(description, total=total))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import humanfriendly
-
 from graphsurgeon.errors import GraphSurgeonError
 
 
@@ -14,6 +12,8 @@ def parse_size(value: object, *, what: str = "size") -> int:
     if isinstance(value, int):
         size = value
     elif isinstance(value, str):
+        import humanfriendly  # on first use: most commands never parse a size
+
         try:
             size = int(humanfriendly.parse_size(value.strip()))
         except humanfriendly.InvalidSize:
@@ -29,4 +29,6 @@ def parse_size(value: object, *, what: str = "size") -> int:
 
 def format_bytes(n: int | float) -> str:
     """``1.5 KiB``, ``351 MiB``: binary units, as the README and reports print them."""
+    import humanfriendly
+
     return str(humanfriendly.format_size(int(n), binary=True))

@@ -4,7 +4,6 @@ from disk with no network), and a localhost server for it."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -67,6 +66,7 @@ def _html_escape(text: str) -> str:
 @contextlib.contextmanager
 def serving(html: bytes, port: int) -> Iterator[str]:
     """Serve `html` at http://127.0.0.1:PORT/ (0 = any free port) in a background thread; yields the URL."""
+    import http.server  # here, not at the top: every command imports this module, few serve a page
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 -- the http.server spelling
