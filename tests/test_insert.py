@@ -191,3 +191,20 @@ def test_an_undefined_element_type_is_not_judged():
     model.graph.output[0].type.tensor_type.elem_type = 99
     edited = gs.load(model.SerializeToString()).insert(op="Neg", inputs=["c"], outputs=["y"])
     assert [n.op_type for n in edited.proto.graph.node][-1] in ("Neg", "Cast")
+
+
+def test_the_taken_over_tensor_is_described_by_the_new_node(tmp_path):
+    # its old value_info goes with the renamed original; the new value gets one from the op's own inference
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Neg", ["a"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])],
+        value_info=[helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, tmp_path / "m.onnx")
+    result = gs.load(tmp_path / "m.onnx")
+    result.insert(op="Transpose", inputs=["a"], outputs=["a"], attr=["perm=1,0"])
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in result.proto.graph.value_info}
+    assert shapes["a"] == [3, 2] and shapes[next(n for n in shapes if n.startswith("a_pre"))] == [2, 3]

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Annotated
 
-from onnx import ValueInfoProto
+import onnx
+from onnx import AttributeProto, TypeProto, ValueInfoProto, helper
 
 from graphsurgeon.core.attributes import missing_required, op_schema, parse_attributes
+from graphsurgeon.core.constants import is_constant_node
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.index import Scope
 from graphsurgeon.core.order import ordered_nodes
@@ -136,6 +138,11 @@ def insert(
             moved.name = fresh
             ctx.remove_value_info({tensor})
             ctx.add_value_info(moved)
+        elif (declared := main.outputs.get(tensor)) is not None and declared.type.WhichOneof("value"):
+            kept = ValueInfoProto()  # the graph output's declared type described the old value too: keep it
+            kept.CopyFrom(declared)
+            kept.name, kept.doc_string = fresh, ""
+            ctx.add_value_info(kept)
     if interface_reads:
         ctx.replace_uses(interface_reads)
     ctx.add_node(
@@ -146,7 +153,38 @@ def insert(
         domain="" if standard else domain,
         attributes={v.name: v.value for v in values},
     )
+    _describe_outputs(ctx, op, opset if standard else None, [t for t in outputs if t in renamed])
     keep_sorted(ctx)
+
+
+def _describe_outputs(ctx: Editor, op: str, opset: int | None, tensors: list[str]) -> None:
+    """A taken-over tensor's value_info went with the old value; describe the new value where the op's own
+    inference can tell (a standard op whose inputs have known types), so no shape knowledge is lost."""
+    main = ctx.index.main
+    node = main.producer.get(tensors[0]) if tensors and opset is not None else None
+    schema = op_schema(op, "", opset) if node is not None else None
+    if node is None or schema is None:
+        return
+    lookup = TypeLookup(ctx)
+    found_types = {name: lookup.type_of(main, name) for name in node.input if name}
+    types = {name: t for name, t in found_types.items() if t is not None}
+    if len(types) < len(found_types):
+        return
+    try:
+        inferred = onnx.shape_inference.infer_node_outputs(
+            schema, node, types, opset_imports=list(ctx.proto.opset_import), ir_version=ctx.proto.ir_version
+        )
+    except Exception:  # noqa: BLE001 -- onnx raises several kinds; an op it cannot infer stays undescribed
+        return
+    for tensor in tensors:
+        found = inferred.get(tensor)
+        if (
+            found is not None
+            and found.WhichOneof("value")
+            and tensor not in main.value_info
+            and tensor not in main.outputs
+        ):
+            ctx.add_value_info(helper.make_value_info(tensor, found))
 
 
 def _check_types(ctx: Editor, op: str, domain: str, opset: int | None, inputs: list[str], outputs: list[str]) -> None:
@@ -156,7 +194,7 @@ def _check_types(ctx: Editor, op: str, domain: str, opset: int | None, inputs: l
     if schema is None:
         return
     lookup, main = TypeLookup(ctx), ctx.index.main
-    types = [lookup.type_of(main, t) if t else None for t in inputs]
+    types = [(_constant_type(main, t) or lookup.type_of(main, t)) if t else None for t in inputs]
     refused = refused_input_type(schema, inputs, types)
     if refused is not None:
         tensor, spelled, operand, allowed = refused
@@ -178,6 +216,16 @@ def _check_types(ctx: Editor, op: str, domain: str, opset: int | None, inputs: l
             raise RewriteError(
                 f"the new {op} node's output {k} would be {made}, but the readers of {tensor!r} expect {expected}"
             )
+
+
+def _constant_type(scope: Scope, tensor: str) -> TypeProto | None:
+    """The type a Constant node's value really has (a declaration saying otherwise is wrong, and onnxruntime
+    forgives that for a Constant feeding a graph output, not for the node put after it)."""
+    producer = scope.producer.get(tensor)
+    if producer is None or not is_constant_node(producer):
+        return None
+    value = next((a.t for a in producer.attribute if a.name == "value" and a.type == AttributeProto.TENSOR), None)
+    return helper.make_tensor_type_proto(value.data_type, list(value.dims)) if value is not None else None
 
 
 def keep_sorted(ctx: Editor) -> None:
