@@ -34,6 +34,7 @@ from onnx import (
 
 from graphsurgeon.core import io
 from graphsurgeon.core.index import Scope
+from graphsurgeon.core.schema import refuse_old_cast
 from graphsurgeon.core.select import describe
 from graphsurgeon.core.state import DType, ModelState, Source, tensor_dtype
 from graphsurgeon.errors import RewriteError
@@ -92,19 +93,26 @@ class Editor(ModelState):
         if not nodes:
             return []
         for node in nodes:
+            refuse_old_cast(node, self.opset_version(""))
+        for node in nodes:
             self.record("added", "node", node.name or node.op_type)
         container = scope.container
         if position >= len(container.node):
             container.node.extend(nodes)
             added = list(container.node[len(container.node) - len(nodes) :])
         else:
-            tail = [NodeProto() for _ in range(len(container.node) - position)]
-            for copy, original in zip(tail, container.node[position:], strict=True):
-                copy.CopyFrom(original)
-            del container.node[position:]
-            container.node.extend(nodes)
-            container.node.extend(tail)
-            self._reindex()  # the tail's NodeProtos are new objects
+            insert = getattr(container.node, "insert", None)
+            if insert is not None:  # upb: the stored NodeProtos stay the same objects (callers may hold them)
+                for offset, node in enumerate(nodes):
+                    insert(position + offset, node)
+            else:
+                tail = [NodeProto() for _ in range(len(container.node) - position)]
+                for copy, original in zip(tail, container.node[position:], strict=True):
+                    copy.CopyFrom(original)
+                del container.node[position:]
+                container.node.extend(nodes)
+                container.node.extend(tail)
+            self._reindex()
             return list(container.node[position : position + len(nodes)])
         if any(a.type in (a.GRAPH, a.GRAPHS) for n in added for a in n.attribute):
             self._reindex()

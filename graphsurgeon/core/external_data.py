@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from graphsurgeon.core.tempfiles import temp_path
 from graphsurgeon.core.walk import model_tensors
 from graphsurgeon.errors import ExternalDataError, RewriteError
 
@@ -87,6 +88,28 @@ def declared_nbytes(tensor: TensorProto) -> int | None:
         return None
 
 
+# Scratch files standing in for a location of a model's folder: a rewrite's new data file (folded weights) is
+# written outside the model's folder, beside the save target, until the save moves it in under its real name.
+_STAND_INS: dict[tuple[Path, str], Path] = {}
+
+
+def add_stand_in(data_dir: Path, location: str, path: Path) -> None:
+    """Make `location` in `data_dir` resolve to `path` (see ModelState.scratch_data_file)."""
+    _STAND_INS[(data_dir.resolve(), location)] = path
+
+
+def drop_stand_in(data_dir: Path, location: str) -> None:
+    _STAND_INS.pop((data_dir.resolve(), location), None)
+
+
+def stand_ins(data_dir: Path | None) -> dict[str, Path]:
+    """The locations of `data_dir` that scratch files stand in for (usually none)."""
+    if not _STAND_INS or data_dir is None:
+        return {}
+    root = data_dir.resolve()
+    return {location: path for (folder, location), path in _STAND_INS.items() if folder == root}
+
+
 def resolve_location(location: str, data_dir: Path, tensor_name: str) -> Path:
     """The data file for `location`, refusing anything that escapes `data_dir` (.., absolute, symlinks)."""
     if "\0" in location:
@@ -103,6 +126,8 @@ def resolve_location(location: str, data_dir: Path, tensor_name: str) -> Path:
         )
     try:
         root = data_dir.resolve()
+        if (root, location) in _STAND_INS:
+            return _STAND_INS[(root, location)]
         path = (root / location).resolve()
     except (OSError, RuntimeError, ValueError) as e:  # a symlink loop (RuntimeError before Python 3.13)
         raise ExternalDataError(
@@ -247,6 +272,8 @@ def inline_problem(tensor: TensorProto) -> str | None:
         return f"tensor {tensor.name!r} declares a negative dimension {list(tensor.dims)}"
     expected = declared_nbytes(tensor)
     shown = f"tensor {tensor.name!r} declares shape {list(tensor.dims)}"
+    if tensor.HasField("raw_data") and tensor.data_type in (TensorProto.STRING, TensorProto.UNDEFINED):
+        return f"tensor {tensor.name!r} holds raw bytes, which a string or untyped tensor never has"
     if tensor.HasField("raw_data"):
         held = len(tensor.raw_data)
         if expected is not None and held != expected:
@@ -293,7 +320,7 @@ def _kernel_copy(fin: int, fout: int, size: int) -> None:
 def copy_file(src: Path, dst: Path) -> None:
     """Copy `src` to `dst` atomically, kernel-side where the OS can (never a hard link: onnx refuses those)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp = temp_path(dst)
     try:
         with open_regular(src, "external data") as fin, open(tmp, "wb") as fout:
             size = os.fstat(fin.fileno()).st_size

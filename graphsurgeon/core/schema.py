@@ -96,3 +96,13 @@ def refused_input_type(
         if spelled is not None and spelled not in options:
             return name, spelled, formal.name, options
     return None
+
+
+def refuse_old_cast(node: NodeProto, opset: int | None) -> None:
+    """Refuse a Cast a rewrite makes in a model below ai.onnx opset 6: Cast named its target type as a string
+    then ("FLOAT16"), which onnx's checker takes but onnxruntime has no kernel for."""
+    if node.op_type == "Cast" and node.domain in ("", "ai.onnx") and opset is not None and opset < 6:
+        raise RewriteError(
+            f"this edit needs a Cast, and the model imports ai.onnx opset {opset}, where onnxruntime runs no Cast "
+            "(convert-opset to 6 or later first)"
+        )

@@ -8,6 +8,7 @@ from onnx import ModelProto, NodeProto, TypeProto, ValueInfoProto
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import declared_nbytes, is_external
 from graphsurgeon.core.index import ModelIndex, Scope
+from graphsurgeon.core.inference import infer_shapes
 from graphsurgeon.core.walk import model_graphs
 
 _INLINE_LIMIT = 4096  # initializers above this are given to shape inference as typed inputs, not values
@@ -83,7 +84,7 @@ def _inferred_types(model: ModelProto, forget: dict[int, set[str]]) -> list[dict
             if vi.name in forget.get(position, ()) and vi.type.HasField("tensor_type"):
                 vi.type.tensor_type.ClearField("shape")
     try:
-        inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
+        inferred = infer_shapes(light, strict_mode=False, data_prop=True)
     except Exception:  # inference is advisory here: without it every affected static dim becomes symbolic
         return None
     result = []

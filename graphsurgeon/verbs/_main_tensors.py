@@ -9,6 +9,7 @@ import onnx
 from onnx import TypeProto, ValueInfoProto
 
 from graphsurgeon.core.editor import Editor
+from graphsurgeon.core.inference import infer_shapes
 from graphsurgeon.core.shapes import light_copy
 from graphsurgeon.errors import RewriteError
 
@@ -50,7 +51,7 @@ def inferred_types(ctx: Editor, names: Iterable[str]) -> dict[str, TypeProto]:
             tensor = main.initializers[name]
             types[name] = onnx.helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims))
     try:
-        inferred = onnx.shape_inference.infer_shapes(light_copy(ctx.proto), strict_mode=False, data_prop=True)
+        inferred = infer_shapes(light_copy(ctx.proto), strict_mode=False, data_prop=True)
     except Exception:  # inference is advisory: the recorded types stand
         return types
     for info in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input):

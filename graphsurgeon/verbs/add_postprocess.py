@@ -7,7 +7,9 @@ from typing import Annotated
 import numpy as np
 from onnx import TensorProto
 
+from graphsurgeon.core.attributes import op_schema
 from graphsurgeon.core.editor import Editor
+from graphsurgeon.core.schema import refused_input_type
 from graphsurgeon.core.typeinfo import TypeLookup, elem_type, static_dims
 from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.errors import RewriteError
@@ -46,6 +48,9 @@ def add_postprocess(
     axis = softmax if softmax is not None else argmax if argmax is not None else -1
     if dims is not None and not -len(dims) <= axis < len(dims):
         raise RewriteError(f"axis {axis} is out of range for graph output {graph_output!r} of rank {len(dims)}")
+    _check_op(ctx, chosen[0], graph_output, known, axis, dims)
+    if topk is not None and dims and isinstance(dims[-1], int) and dims[-1] < topk:
+        raise RewriteError(f"`topk` {topk} is more than the {dims[-1]} value(s) on the last axis of {graph_output!r}")
 
     names = ctx.names()
     raw = names.fresh(f"{graph_output}_raw")
@@ -70,3 +75,27 @@ def add_postprocess(
         ctx.add_graph_output(indices, TensorProto.INT64, kept)
     if graph_output in main.value_info:  # its old type, recorded for the producer's output
         ctx.remove_value_info({graph_output})
+
+
+_OPS = {"softmax": ("Softmax", 1), "argmax": ("ArgMax", 1), "topk": ("TopK", 10)}  # (op, first opset as made here)
+
+
+def _check_op(ctx: Editor, chosen: str, graph_output: str, known, axis: int, dims) -> None:
+    """Refuse what the op cannot do at the model's opset: a type it does not take (a softmax over int32), an
+    opset before the op's form used here (TopK's k as an input), a Softmax before opset 13 on an axis other
+    than the last (it normalized over every axis from `axis` on)."""
+    op, since = _OPS[chosen]
+    opset = ctx.opset_version("")
+    schema = op_schema(op, "", opset)
+    if schema is None or opset is None or opset < since:
+        raise RewriteError(f"{op} as made here needs ai.onnx opset {since} or later; the model imports {opset}")
+    refused = refused_input_type(schema, [graph_output], [known])
+    if refused is not None:
+        _, spelled, _, allowed = refused
+        shown = ", ".join(allowed[:6]) + (", ..." if len(allowed) > 6 else "")
+        raise RewriteError(f"{op} cannot read graph output {graph_output!r} ({spelled}): it takes {shown}")
+    if op == "Softmax" and opset < 13 and (dims is None or axis % len(dims) != len(dims) - 1):
+        raise RewriteError(
+            f"Softmax before opset 13 normalizes over every axis from `softmax` on, so only the last axis works "
+            f"at opset {opset} (convert-opset to 13 first)"
+        )

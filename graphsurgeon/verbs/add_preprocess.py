@@ -114,6 +114,10 @@ def add_preprocess(
         ctx.note("no preprocessing step was asked for")
         return
     opset = ctx.opset_version()
+    if opset is None or opset < 7:  # Sub/Div/Mul broadcast from opset 7 (onnxruntime has no earlier kernels)
+        raise RewriteError(
+            f"add-preprocess needs ai.onnx opset 7 or later, the model has {opset} (convert-opset first)"
+        )
     if size is not None and (opset is None or opset < 15):
         raise RewriteError(f"`resize` needs opset 15 or later, the model has {opset} (convert-opset first)")
 
@@ -127,6 +131,6 @@ def add_preprocess(
     ctx.replace_uses({input: inside})
     ctx.remove_graph_input(input)
     ctx.add_graph_input(input, raw_type, shape_dims)
-    for tensor in constants:
-        ctx.add_initializer(tensor.name, tensor)
     ctx.insert_nodes(main, 0, nodes)
+    for tensor in constants:  # after the nodes: before IR 4 each is a Constant node put first, ahead of them
+        ctx.add_initializer(tensor.name, tensor)

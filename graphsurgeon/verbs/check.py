@@ -18,6 +18,7 @@ import onnx
 from graphsurgeon.core.constants import ONNX_DOMAINS
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import validate_external_data
+from graphsurgeon.core.inference import full_check
 from graphsurgeon.core.runtime import first_line, make_session
 from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.core.walk import model_graphs
@@ -65,7 +66,7 @@ def _run_checker(data: bytes, data_files: dict[str, Path]) -> None:
     symlinks, so it gets a scratch folder of same-size sparse stand-ins (the real files were already
     validated on load: existence, bounds, no escape from the model's folder)."""
     if not data_files:
-        onnx.checker.check_model(data, full_check=True)
+        full_check(data)
         return
     with tempfile.TemporaryDirectory() as scratch:
         for location, real in data_files.items():
@@ -75,7 +76,7 @@ def _run_checker(data: bytes, data_files: dict[str, Path]) -> None:
                 f.truncate(real.stat().st_size)
         graph_file = Path(scratch, "model.onnx")
         graph_file.write_bytes(data)
-        onnx.checker.check_model(str(graph_file), full_check=True)
+        full_check(str(graph_file))
 
 
 def _custom_ops(ctx: Editor) -> set[str]:

@@ -150,4 +150,7 @@ def _unused_domains(model: ModelProto) -> set[str]:
         used.update(node.domain for node in graph.node)
     for function in model.functions:
         used.update(node.domain for node in function.node)
-    return {o.domain for o in model.opset_import if o.domain not in used}
+    unused = {o.domain for o in model.opset_import if o.domain not in used}
+    if unused and all(o.domain in unused for o in model.opset_import):
+        return set()  # the last opset import stays: a model needs one (onnxruntime refuses one without)
+    return unused

@@ -29,7 +29,10 @@ _SAME_STEP_CACHE: dict[tuple[str, int, int], str | None] = {}
 
 def _signature(schema: onnx.defs.OpSchema) -> tuple:
     formals = lambda params: [(p.name, p.type_str, p.option, p.is_homogeneous) for p in params]  # noqa: E731
-    attributes = sorted((name, a.type, a.required) for name, a in schema.attributes.items())
+    # defaults too: Softmax-13 changed its meaning by its axis' default alone (1 with 2-D coercion -> -1)
+    attributes = sorted(
+        (name, a.type, a.required, a.default_value.SerializeToString()) for name, a in schema.attributes.items()
+    )
     return formals(schema.inputs), formals(schema.outputs), attributes
 
 
@@ -101,8 +104,59 @@ def convert_in_place(ctx: Editor, opset: int) -> str:
             f"cannot convert from opset {current} to {opset}: {'; '.join(reasons[:3])}, "
             f"and onnx's version converter failed ({first})"
         ) from None
+    _drop_attributes_the_target_lacks(converted, current, opset)
+    _require_checker_pass(light, converted, current, opset)
     _transplant(ctx, converted, placeholders, opset)
     return "onnx converter"
+
+
+def _drop_attributes_the_target_lacks(converted: ModelProto, old: int, new: int) -> None:
+    """onnx's converter keeps attributes the target opset doesn't know (Cast's round_mode going below 24).
+    One set to the default it had at the source opset means what the older op always did: dropped. Any other
+    value cannot be expressed at the target: refused, naming the node and the attribute."""
+    for node in _standard_nodes(converted):
+        try:
+            target = onnx.defs.get_schema(node.op_type, new, "")
+        except onnx.defs.SchemaError:
+            continue  # the checker gate below names it
+        unknown = [a for a in node.attribute if a.name not in target.attributes]
+        for attr in unknown:
+            if not _is_source_default(node.op_type, old, attr):
+                value = onnx.helper.get_attribute_value(attr)
+                shown = value.decode(errors="replace") if isinstance(value, bytes) else value
+                raise RewriteError(
+                    f"cannot convert from opset {old} to {new}: {node.op_type} node {node.name or '(unnamed)'!r} "
+                    f"sets {attr.name}={shown!r}, which {node.op_type} does not have at opset {new}"
+                )
+            node.attribute.remove(attr)
+
+
+def _is_source_default(op: str, old: int, attr: onnx.AttributeProto) -> bool:
+    try:
+        declared = onnx.defs.get_schema(op, old, "").attributes.get(attr.name)
+    except onnx.defs.SchemaError:
+        return False
+    if declared is None or not declared.default_value.name:
+        return False
+    return onnx.helper.get_attribute_value(declared.default_value) == onnx.helper.get_attribute_value(attr)
+
+
+def _check_error(model: ModelProto) -> str | None:
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:  # noqa: BLE001 - ValidationError and friends: the first line says what
+        return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    return None
+
+
+def _require_checker_pass(light: ModelProto, converted: ModelProto, old: int, new: int) -> None:
+    """Never write what onnx's checker refuses when the input passed it (weight-free copies: cheap)."""
+    problem = _check_error(converted)
+    if problem is not None and _check_error(light) is None:
+        raise RewriteError(
+            f"cannot convert from opset {old} to {new}: onnx's version converter made a model onnx's checker "
+            f"refuses ({problem})"
+        )
 
 
 def _set_opset(ctx: Editor, opset: int) -> None:

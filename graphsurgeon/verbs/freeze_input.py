@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from onnx import ValueInfoProto, helper
+from onnx import ModelProto, ValueInfoProto, helper, numpy_helper
 
 from graphsurgeon.core.attributes import is_file, load_npy, split_assignment
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.format import format_type
+from graphsurgeon.core.inference import newly_refused
+from graphsurgeon.core.shapes import light_copy
 from graphsurgeon.core.typeinfo import static_dims
 from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.errors import RewriteError
+
+_INLINE_CHECK_LIMIT = 1 << 16  # frozen values up to this size are given to the check as constants
 
 
 def _fits(dims: list[int | str | None], shape: tuple[int, ...]) -> bool:
@@ -94,6 +98,7 @@ def freeze_input(
         ctx.note("no input given: nothing to freeze")
         return
     keep_inputs = ctx.proto.ir_version < 4
+    _refuse_values_the_model_cannot_take(ctx, values, keep_inputs)
     for name, value in values.items():
         ctx.add_initializer(name, value)
         if keep_inputs:
@@ -107,3 +112,22 @@ def freeze_input(
             report = fold_constants(ctx)
         for line in report.lines()[:1]:
             ctx.changes.record("folded", "graph", "", line.removeprefix("fold-constants: "))
+
+
+def _refuse_values_the_model_cannot_take(ctx: Editor, values: dict[str, np.ndarray], keep_inputs: bool) -> None:
+    """A value that fits the input's declaration can still contradict how the model uses it (a Split's `split`
+    not summing to the axis): onnx's strict shape inference, on a weight-free copy with the values in, says so."""
+
+    def freeze(light: ModelProto) -> None:
+        for name, value in values.items():
+            if value.nbytes > _INLINE_CHECK_LIMIT:  # big values stay typed inputs: only their shape is checked
+                continue
+            light.graph.initializer.append(numpy_helper.from_array(value, name))
+            if not keep_inputs:
+                for i in reversed(range(len(light.graph.input))):
+                    if light.graph.input[i].name == name:
+                        del light.graph.input[i]
+
+    problem = newly_refused(light_copy(ctx.proto), freeze)
+    if problem is not None:
+        raise RewriteError(f"with {', '.join(map(repr, values))} frozen as given, the model is invalid: {problem}")

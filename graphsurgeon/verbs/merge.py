@@ -9,8 +9,8 @@ from onnx import ModelProto
 
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import is_external, read_tensor
-from graphsurgeon.core.format import dtype_name
-from graphsurgeon.core.typeinfo import TypeLookup, elem_type
+from graphsurgeon.core.format import dtype_name, format_type
+from graphsurgeon.core.typeinfo import TypeLookup, elem_type, shape_conflict
 from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.core.walk import model_tensors
 from graphsurgeon.errors import ModelLoadError, RewriteError
@@ -87,10 +87,17 @@ def merge(
             raise RewriteError(f"A has no graph output {a_out!r} (its outputs: {', '.join(ctx.graph_outputs)})")
         if b_in not in b_inputs or b_in in b.index.main.initializers:
             raise RewriteError(f"B has no graph input {b_in!r} (its inputs: {', '.join(b.graph_inputs)})")
-        ta = elem_type(TypeLookup(ctx).type_of(ctx.index.main, a_out))
-        tb = elem_type(TypeLookup(b).type_of(b.index.main, b_in))
+        type_a = TypeLookup(ctx).type_of(ctx.index.main, a_out)
+        type_b = TypeLookup(b).type_of(b.index.main, b_in)
+        ta, tb = elem_type(type_a), elem_type(type_b)
         if ta and tb and ta != tb:
             raise RewriteError(f"A's output {a_out!r} is {dtype_name(ta)} but B's input {b_in!r} is {dtype_name(tb)}")
+        conflict = shape_conflict(type_a, type_b)  # a sequence for a tensor, another rank, another static dim
+        if conflict is not None and type_a is not None and type_b is not None:
+            raise RewriteError(
+                f"A's output {a_out!r} ({format_type(type_a)}) cannot feed B's input {b_in!r} "
+                f"({format_type(type_b)}): {conflict}"
+            )
     for domain in {o.domain for o in b.proto.opset_import} & {o.domain for o in ctx.proto.opset_import} - {
         "",
         "ai.onnx",
@@ -130,6 +137,12 @@ def _refuse_clashes(a: Editor, b: Editor, pairs: dict[str, str], prefix_a: str, 
         shown = ", ".join(repr(n) for n in clash[:5]) + (f" and {len(clash) - 5} more" if len(clash) > 5 else "")
         hint = "give `prefix_a` or `prefix_b`" if not (prefix_a or prefix_b) else "give different prefixes"
         raise RewriteError(f"A and B both use the tensor name(s) {shown}; {hint} to keep them apart")
+    nodes_a = {prefix_a + n.name for n in a.proto.graph.node if n.name}
+    same = sorted(nodes_a & {prefix_b + n.name for n in b.proto.graph.node if n.name})
+    if same:  # onnxruntime refuses a graph with two nodes of one name
+        shown = ", ".join(repr(n) for n in same[:5]) + (f" and {len(same) - 5} more" if len(same) > 5 else "")
+        hint = "give `prefix_a` or `prefix_b`" if not (prefix_a or prefix_b) else "give different prefixes"
+        raise RewriteError(f"A and B both have node(s) named {shown}; {hint} to keep them apart")
 
 
 def _splice(ctx: Editor, b: Editor, connected: set[str]) -> None:

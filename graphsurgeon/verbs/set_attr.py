@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-import onnx.checker
 from onnx import ModelProto, NodeProto, helper
 
 from graphsurgeon.core.attributes import TypedValue, parse_attributes
 from graphsurgeon.core.editor import Editor
+from graphsurgeon.core.inference import full_check
 from graphsurgeon.core.select import describe, require_one, select_nodes
 from graphsurgeon.core.shapes import light_copy
 from graphsurgeon.core.verb import Opt, verb
@@ -94,7 +94,7 @@ def _refuse_what_the_checker_would(ctx: Editor, plan: list[tuple[NodeProto, list
 
 def _checker_problem(model: ModelProto) -> str | None:
     try:
-        onnx.checker.check_model(model, full_check=True)
+        full_check(model, data_prop=True)
     except Exception as e:  # noqa: BLE001 - onnx raises ValidationError and InferenceError alike
         text = str(e).strip()
         return text.splitlines()[0][:300] if text else type(e).__name__

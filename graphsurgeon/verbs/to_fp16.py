@@ -200,6 +200,7 @@ def to_fp16(
     makes: at the graph boundary, around blocked ops, and for fixed-type operands (Resize's scales); never
     two in a row. Subgraphs and model-local functions are converted too (a function's float32 interface kept).
     """
+    ctx.index.check_references()  # a tensor produced twice, a dangling read, a cycle: no plan can be right
     target = TensorProto.BFLOAT16 if bf16 else TensorProto.FLOAT16
     blocked = set(block) | (set() if no_default_block else set(DEFAULT_BLOCK))
     plan = make_plan(ctx, target, blocked, keep_io)

@@ -14,7 +14,10 @@ from pathlib import Path
 import onnx
 from onnx import ModelProto, NodeProto, TensorProto
 
+from tests.fuzz.mutate import graphs
+
 NEVER_SET = {"serve", "open", "netron", "feeds"}  # would wait on a browser or a server, or need a file
+OPTIONAL_RATE = 0.35  # how often an optional option the declaration gives an idea for is set
 SAVE_TARGETS = [
     "plain", "plain", "plain", "plain", "in-place", "fifo", "directory", "under-file", "the-input",
     "ext-ok", "ext-escape", "ext-input", "ext-existing", "ext-absolute", "ext-threshold-0", "ext-subdir",
@@ -31,6 +34,7 @@ class Facts:
     """What plausible option values can be picked from (main graph only; a broken model gives fewer)."""
 
     def __init__(self, model: ModelProto):
+        self.model = model
         graph = model.graph
         self.nodes = [n for n in graph.node if n.name or n.op_type]
         self.outputs = [o for n in graph.node for o in n.output if o]
@@ -39,6 +43,9 @@ class Facts:
         self.inputs = [vi for vi in graph.input if vi.name not in {t.name for t in graph.initializer}]
         self.graph_outputs = list(graph.output)
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        infos = [*graph.input, *graph.output, *graph.value_info]
+        params = {d.dim_param for vi in infos if vi.type.HasField("tensor_type") for d in vi.type.tensor_type.shape.dim}
+        self.dim_params = sorted(p for p in params if p)
 
     def operand(self, rng: random.Random) -> tuple[NodeProto, str] | None:
         """A node and the schema name of one of its constant operands (promote-input's --node/--attr)."""
@@ -74,6 +81,18 @@ def _input_value(vi) -> str | None:
     return f"{vi.name}=" + ",".join(["1"] * count) if count else None
 
 
+def _same_everywhere(model: ModelProto, selector: str, attribute: str) -> bool:
+    """Whether every node the selector may match (by name or op type, in any graph) has `attribute` set to one
+    value: with `all`, set-attr sets it on each of them."""
+    values = set()
+    for graph in graphs(model):
+        for n in graph.node:
+            if selector in (n.name, n.op_type):
+                found = [a.SerializeToString() for a in n.attribute if a.name == attribute]
+                values.add(found[0] if found else None)
+    return len(values) == 1 and None not in values
+
+
 def _attr_assignment(node: NodeProto) -> str | None:
     for a in node.attribute:
         value = onnx.helper.get_attribute_value(a)
@@ -105,10 +124,14 @@ def _value_for(option, facts: Facts, rng: random.Random, root: Path, picked: dic
             return Skip("no node reads a constant operand")
         picked["node"], operand = found
         return [operand]
-    if name == "attr":  # NAME=VALUE assignments (set-attr)
+    if name == "attr":  # NAME=VALUE assignments (set-attr): the value the node has, so nothing changes
         node = picked.get("node")
         assignment = _attr_assignment(node) if node is not None else None
-        return [assignment] if assignment else Skip("the node has no plain attribute")
+        if assignment is None:
+            return Skip("the node has no plain attribute")
+        if not _same_everywhere(facts.model, _selector(node), assignment.split("=")[0]):
+            return Skip("the nodes the selector matches differ in that attribute (setting it would change them)")
+        return [assignment]
     if name in ("outputs", "tensors", "inputs"):  # inputs = outputs: an Identity inserted after it (insert)
         if "tensor" not in picked:
             if not facts.outputs:
@@ -117,6 +140,8 @@ def _value_for(option, facts: Facts, rng: random.Random, root: Path, picked: dic
         return [picked["tensor"]]
     if name == "op":
         return ["Identity"]
+    if name == "input" and option.opt.metavar == "NAME":  # a graph input's name (add-preprocess)
+        return [rng.choice(facts.inputs).name] if facts.inputs else Skip("no graph input")
     if name == "input":
         values = [v for v in (_input_value(vi) for vi in facts.inputs) if v]
         return [rng.choice(values)] if values else Skip("no static graph input to freeze")
@@ -131,16 +156,93 @@ def _value_for(option, facts: Facts, rng: random.Random, root: Path, picked: dic
             return Skip("no graph output or no input of the other model to connect")
         return [f"{rng.choice(facts.graph_outputs).name}:{rng.choice(b_inputs)}"]
     if name == "pattern":
-        plain = [  # no attributes: the op replaced by itself, none given, means the same
+        # the op replaced by itself with no attribute means the same only if no node the pattern matches has one
+        with_attributes = {n.op_type for g in graphs(facts.model) for n in g.node if n.attribute}
+        plain = [
             n
             for n in facts.nodes
-            if n.domain in ("", "ai.onnx") and len(n.input) == 1 and not n.attribute and n.op_type.isidentifier()
+            if n.domain in ("", "ai.onnx")
+            and len(n.input) == 1
+            and n.op_type not in with_attributes
+            and n.op_type.isidentifier()
         ]
         if not plain:
             return Skip("no single-input node for a pattern")
         picked["pattern_op"] = rng.choice(plain).op_type
         return [f"{picked['pattern_op']}(x)"]
     return Skip(f"no plausible value for required option {option.flag}")
+
+
+def _dims_of(vi, rng: random.Random) -> str:
+    """The value's dims as NAME:DIMS wants them, one perhaps freed (a symbol or unknown; empty: a scalar).
+    Never pinned to another number: whether 1 fits where 3 was exported depends on the other inputs (a loss'
+    target), which a user knows and the fuzzer does not; freeing a dim is the engine's to follow or refuse."""
+    t = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+    dims = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim] if t else []
+    if dims and rng.random() < 0.5:
+        dims[rng.randrange(len(dims))] = rng.choice(["N", "?"])
+    return ",".join(dims)
+
+
+_DTYPES = ["int32", "int64", "float16", "float", "uint8", "double", "bool"]
+
+
+def _optional_value(verb_name: str, option, facts: Facts, rng: random.Random, picked: dict) -> list[str] | None:
+    """A plausible value for an optional option, read from its declaration (choices, metavar) and the model;
+    None when there is no idea (the option is left out)."""
+    if option.opt.choices:
+        return [str(rng.choice(option.opt.choices))]
+    metavar, name = option.opt.metavar, option.name
+    inputs = [vi for vi in facts.inputs if vi.name]
+    node = rng.choice(facts.nodes) if facts.nodes else None
+    tensor = rng.choice(facts.outputs) if facts.outputs else None
+    simple = {
+        "BYTES": rng.choice(["0", "16", "1KiB", "1MiB"]),
+        "SYMBOL": "B",
+        "N": str(rng.choice([0, 1, -1])),
+        "INPUT_NAME": "promoted",
+        "I": "0",
+        "PATTERN=REPL": r"(.+)=\1_r",
+        "M,M,M": "0.5,0.5,0.5",
+        "S,S,S": "0.25,0.25,0.25",
+        "F": "0.00392",
+        "H,W": "8,8",
+        "AXIS": str(rng.choice([-1, 0, 1])),
+        "K": str(rng.choice([1, 2])),
+        "V": str(rng.choice([3, 7, 8, 10, 11])),
+        "PATTERN": rng.choice(["w.data", "shard{n}.data", "sub/w.data"]),
+    }
+    if metavar in simple and not (verb_name == "make-dynamic" and name == "axis" and rng.random() < 0.5):
+        return [simple[metavar]]
+    if metavar == "NAME:DIMS":
+        infos = facts.graph_outputs if name == "graph_output" else inputs
+        return [f"{vi.name}:{_dims_of(vi, rng)}" for vi in rng.sample(infos, 1)] if infos else None
+    if metavar == "NAME:DTYPE":
+        infos = facts.graph_outputs if name == "graph_output" else inputs
+        return [f"{rng.choice(infos).name}:{rng.choice(_DTYPES)}"] if infos else None
+    if metavar == "PARAM=VALUE":
+        return [f"{facts.dim_params[0] if facts.dim_params else 'N'}={rng.choice(['1', 'M'])}"]
+    if metavar == "NAME" and inputs:  # make-dynamic's inputs
+        return [rng.choice(inputs).name]
+    if metavar == "SEL" and node is not None:
+        return [rng.choice([node.name or node.op_type, node.op_type, "*"]) if verb_name != "inline" else "*"]
+    if metavar == "OLD=NEW" and name == "tensor" and tensor:
+        return [f"{tensor}={tensor}_renamed"]
+    if metavar == "OLD=NEW" and name == "node" and node is not None and node.name:
+        return [f"{node.name}={node.name}_renamed"]
+    if metavar in ("TENSOR", "T") and tensor:
+        return [tensor]
+    if verb_name == "externalize" and name == "threshold":
+        return [rng.choice(["0", "1KiB"])]
+    if verb_name == "externalize" and name == "shard_size":
+        return [rng.choice(["4KiB", "1MiB"])]
+    if verb_name == "add-preprocess" and name == "dtype":
+        return [rng.choice(["uint8", "float"])]
+    if verb_name == "merge" and name.startswith("prefix"):
+        return [f"{name[-1]}_"]
+    if verb_name == "to-fp16" and name == "block" and node is not None:
+        return [node.op_type]
+    return None
 
 
 def _save_args(target: str, root: Path, rng: random.Random) -> tuple[list[str], Path | None, bool]:
@@ -208,6 +310,11 @@ def verb_argv(verb, model: ModelProto, rng: random.Random, root: Path, target: s
             values = [] if isinstance(values, Skip) else values
         elif option.kind == "flag" and rng.random() < 0.25:
             values = [option.flag]
+        elif option.kind != "flag" and rng.random() < OPTIONAL_RATE:
+            found = _optional_value(verb.name, option, facts, rng, picked)
+            if found is None:
+                continue
+            values = found
         else:
             continue
         if isinstance(values, Skip):

@@ -6,9 +6,16 @@ they accepted the input; --verify for meaning-preserving verbs), or exit 1 with 
 line and nothing written; report verbs may exit 1 with their report. Always: the input untouched, no temp file
 left, nothing outside the case's folders, an answer within the timeout.
 
-Exemption (`ORT_LOAD_EXEMPT`): `to-fp16 --bf16` results need only pass onnx's checker, not load in onnxruntime:
-its CPU provider has no bfloat16 kernels for most ops, so a correct bf16 model (meant for GPU providers) cannot
-load on CPU. The checker, reload and every other rule still apply to them.
+Exemptions, both because onnxruntime's CPU provider lacks kernels, not because the output is wrong:
+`to-fp16 --bf16` results need only pass onnx's checker, not load in onnxruntime (no bfloat16 kernels for most
+ops; a correct bf16 model is meant for GPU providers); a convert-opset or add-postprocess result that onnx's full
+checker passes but onnxruntime cannot load for want of a kernel (a new op version, an op on a type it has none
+for) is counted as "no-kernel". The
+checker, reload and every other rule still apply to them. A freeze-input result onnxruntime refuses while
+the original cannot run on the frozen values either counts as "invalid-value": the same failure, found at load.
+An edit that changes meaning by request (remove-node, set-attr, ...; not a meaning-preserving verb) on an input
+onnx's full checker refuses (declared shapes that contradict the graph, which onnxruntime merges leniently)
+counts as "edit-on-invalid-input" when onnxruntime refuses the result: its checks rest on those declarations.
 """
 
 from __future__ import annotations
@@ -53,6 +60,48 @@ BAD = {
 def ort_load_exempt(verb_name: str, argv: list[str]) -> bool:
     """Whether onnxruntime's CPU provider is not expected to load this run's output (see the module docstring)."""
     return verb_name == "to-fp16" and "--bf16" in argv
+
+
+class Oracle:
+    """onnx's checker and onnxruntime, asked in a child process (tests/fuzz/oracle.py): a model that kills
+    onnxruntime ends that process, not the run (the answer then says it crashed)."""
+
+    def __init__(self) -> None:
+        self.worker = Worker(recycle=400, module="tests.fuzz.oracle")
+
+    def ask(self, question: str, path: Path, *extra: str) -> str | None:
+        """The problem (or "yes"/"fails" for `kernel`/`frozen`), None for none."""
+        result = self.worker.run([question, str(path), *extra], path.parent, timeout=120)
+        if result.code is None:
+            return "no answer within the timeout"
+        if result.stderr == "the worker died":
+            return f"the {'checker' if question in ('checker', 'full') else 'onnxruntime'} process died on it"
+        return result.stdout or None
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+def frozen_values_fail(verb_name: str, argv: list[str], base: Baseline) -> bool:
+    """freeze-input with values the original itself cannot run on (all-ones for a Range's size): onnxruntime
+    refusing the frozen model at load (its constant folding runs them) is the same failure, found earlier."""
+    if verb_name != "freeze-input" or "--input" not in argv:
+        return False
+    assignments = []
+    for spelling in argv[argv.index("--input") + 1 :]:
+        if spelling.startswith("-"):
+            break
+        assignments.append(spelling)
+    return base.oracle.ask("frozen", base.path(), *assignments) == "fails"
+
+
+def lacks_kernel(verb_name: str, output: Path | None, oracle: Oracle) -> bool:
+    """convert-opset to an op version onnxruntime's CPU provider has no kernel for (RoiAlign-22 in 1.32), or
+    add-postprocess making the op asked for on a type its schema allows but the CPU provider has no kernel for
+    (ArgMax on int16): a valid model (onnx's full checker passes it) this runtime cannot run, not a wrong one."""
+    if verb_name not in ("convert-opset", "add-postprocess") or output is None or not output.is_file():
+        return False
+    return oracle.ask("kernel", output) == "yes"
 
 
 @dataclass
@@ -144,41 +193,27 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 # -- oracle ----------------------------------------------------------------------------------------------------
-def _loads_in_ort(path: Path) -> str | None:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    try:
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return None
-    except Exception as e:  # noqa: BLE001
-        return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-
-
-def _checker(path: Path) -> str | None:
-    try:
-        onnx.checker.check_model(str(path))
-        return None
-    except Exception as e:  # noqa: BLE001
-        return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-
-
 class Baseline:
     """What onnx's checker and onnxruntime say about the input: asked once per case, only after a verb
     succeeded on it (so graphsurgeon has already refused FIFOs and hostile data files, which could block them)."""
 
-    def __init__(self, case: Case, folder: Path):
-        self.case, self.folder = case, folder
+    def __init__(self, case: Case, folder: Path, oracle: Oracle):
+        self.case, self.folder, self.oracle = case, folder, oracle
         self._answers: dict[str, str | None] = {}
+
+    def path(self) -> Path:
+        if not self.folder.exists():
+            _materialize(self.folder, self.case)
+        return self.folder / "model.onnx"
 
     def _ask(self, what: str) -> str | None:
         if what not in self._answers:
-            if not self.folder.exists():
-                _materialize(self.folder, self.case)
-            path = self.folder / "model.onnx"
-            self._answers[what] = _checker(path) if what == "checker" else _loads_in_ort(path)
+            self._answers[what] = self.oracle.ask(what, self.path())
         return self._answers[what]
+
+    def full(self) -> str | None:
+        """What onnx's full checker (strict type and shape inference) says about the input."""
+        return self._ask("full")
 
     def checker(self) -> str | None:
         return self._ask("checker")
@@ -221,6 +256,8 @@ def judge(
         return "long-usage-error", "\n".join(lines[:4])
     if result.code == 1:
         if "verify failed" in result.stderr:
+            if lacks_kernel(verb.name, output, base.oracle):
+                return "no-kernel", ""
             return "verify-failed", lines[-1][:300]
         if not verb.writes and not lines and result.stdout.strip():
             return "report-nonzero", ""
@@ -244,11 +281,17 @@ def judge(
     except Exception as e:  # noqa: BLE001
         return "invalid-output", f"graphsurgeon cannot reload its output: {e}"[:300]
     if base.checker() is None:
-        problem = _checker(output)
+        problem = base.oracle.ask("checker", output)
         if problem is not None:
             return "checker-regression", problem
     if not ort_load_exempt(verb.name, argv or []) and base.ort() is None:
-        problem = _loads_in_ort(output)
+        problem = base.oracle.ask("ort", output)
+        if problem is not None and lacks_kernel(verb.name, output, base.oracle):
+            return "no-kernel", ""
+        if problem is not None and frozen_values_fail(verb.name, argv or [], base):
+            return "invalid-value", ""
+        if problem is not None and not verb.preserves_meaning and base.full() is not None:
+            return "edit-on-invalid-input", ""
         if problem is not None:
             return "onnxruntime-regression", problem
     return "ok", ""
@@ -274,6 +317,7 @@ def fuzz(
     verbs = [v for v in registry().values() if v.name not in skip_verbs]
     stats = Stats()
     worker = Worker()
+    oracle = Oracle()
     turn = 0
     try:
         with tempfile.TemporaryDirectory(prefix="graphsurgeon-fuzz-") as scratch:
@@ -281,7 +325,7 @@ def fuzz(
                 seed_name, seed_model = rng.choice(seeds)
                 case = mutate(seed_model, rng, rng.choice([0, 1, 1, 1, 2, 2, 3]))
                 stats.models += 1
-                base = Baseline(case, Path(scratch) / f"base-{index}")
+                base = Baseline(case, Path(scratch) / f"base-{index}", oracle)
                 for _ in range(verbs_per_case):
                     verb = verbs[turn % len(verbs)]
                     turn += 1
@@ -307,11 +351,12 @@ def fuzz(
                         finding = Finding(verdict, seed_name, case.labels, argv, detail)
                         stats.findings.append(finding)
                         if on_finding is not None:
-                            on_finding(finding, root)
+                            on_finding(finding, case)
                     _cleanup(root)
                 _cleanup(Path(scratch) / f"base-{index}")
     finally:
         worker.close()
+        oracle.close()
     return stats
 
 

@@ -24,17 +24,31 @@ class Result:
 
 
 class Worker:
-    """A `python -m tests.fuzz.worker` process; restarted after a hang or every `recycle` runs."""
+    """A `python -m tests.fuzz.worker` process (or another `module` speaking its protocol: tests/fuzz/oracle.py);
+    restarted after a hang or every `recycle` runs."""
 
-    def __init__(self, recycle: int = 150):
+    def __init__(self, recycle: int = 150, module: str = "tests.fuzz.worker"):
         self.recycle = recycle
+        self.module = module
         self.process: subprocess.Popen[str] | None = None
         self.runs = 0
 
-    def _start(self) -> subprocess.Popen[str]:
+    def _start(self, attempts: int = 5) -> subprocess.Popen[str]:
+        """A fresh worker; a failed start is retried (the tree may be mid-edit: an import failing for a moment
+        must not end a long run)."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once()
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(15)
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> subprocess.Popen[str]:
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONWARNINGS="ignore")
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fuzz.worker"],
+            [sys.executable, "-m", self.module],
             cwd=REPO,
             env=env,
             stdin=subprocess.PIPE,
@@ -46,6 +60,7 @@ class Worker:
         ready = self._read(process, 120)
         if ready is None or not ready.get("ready"):
             process.kill()
+            process.wait()
             raise RuntimeError("the fuzz worker did not start")
         return process
 

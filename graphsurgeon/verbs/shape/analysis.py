@@ -68,6 +68,15 @@ def refuse(scope: Scope, node: NodeProto, text: str) -> RewriteError:
     return RewriteError(f"{describe(scope, node)}: {text}")
 
 
+def _follow(rule, analysis: Analysis, scope: Scope, node: NodeProto) -> list:
+    """A shape rule's outputs; a rule failing on what a node holds (an axis past the rank, pads that do not
+    pair up: a hostile or broken model) is a refusal naming the node, never a crash."""
+    try:
+        return rule(analysis, scope, node)
+    except (IndexError, KeyError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+        raise refuse(scope, node, f"its attributes or inputs do not fit its input's shape ({type(e).__name__})") from e
+
+
 class Analysis(ExportedShapes):
     """Symbolic shapes and values for a model whose graph inputs get new dims; the constants to rewrite."""
 
@@ -255,7 +264,7 @@ class Analysis(ExportedShapes):
                             f"{self._changed_text(inputs)} through it",
                         )
                 else:
-                    outputs = rule(self, scope, node)
+                    outputs = _follow(rule, self, scope, node)
             else:
                 outputs = [self.exported_shape(scope, o) if o else None for o in node.output]
                 if any(o is None or None in o for o in outputs) and node.domain in ("", "ai.onnx"):
@@ -264,7 +273,7 @@ class Analysis(ExportedShapes):
                         try:
                             outputs = [
                                 e if e is not None and None not in e else r
-                                for e, r in zip(outputs, rule(self, scope, node), strict=False)
+                                for e, r in zip(outputs, _follow(rule, self, scope, node), strict=False)
                             ]
                         except RewriteError:
                             pass

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import onnx
 from onnx import AttributeProto, FunctionProto, GraphProto, ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
 from graphsurgeon.core.external_data import declared_nbytes, external_ref, is_external
 from graphsurgeon.core.format import dtype_name, format_type
+from graphsurgeon.core.inference import infer_shapes
 from graphsurgeon.core.shapes import light_copy
 from graphsurgeon.core.walk import node_subgraphs
 
@@ -111,7 +111,7 @@ def _types_of(container: Container, inferred: Container | None) -> dict[str, str
 def inferred_model(model: ModelProto) -> ModelProto | None:
     """The model's types as onnx's shape inference sees them (large weights left out); None if it fails."""
     try:
-        return onnx.shape_inference.infer_shapes(light_copy(model), strict_mode=False)
+        return infer_shapes(light_copy(model), strict_mode=False)
     except Exception:  # noqa: BLE001  -- a model inference cannot handle still gets a page, with recorded types
         return None
 
