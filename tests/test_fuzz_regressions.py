@@ -491,3 +491,14 @@ def test_cleanup_keeps_the_last_opset_import(tmp_path: Path):
     onnx.save(model, str(src))
     assert main(["cleanup", str(src), "-o", str(out), "-q"]) == 0
     assert len(onnx.load(str(out)).opset_import) == 1
+
+
+# -- convert-opset taking a Softmax below 13 on another axis than the last (fuzz: verify failed) ------------
+def test_convert_opset_refuses_a_softmax_down_on_a_middle_axis(tmp_path: Path, capsys):
+    """onnx's converter keeps axis=1: before opset 13 that normalizes over axes 1 and 2 of a [3, 4, 5] input."""
+    src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(conformance("test_softmax_axis_1"), str(src))
+    assert main(["convert-opset", str(src), "--opset", "11", "-o", str(out)]) == 1
+    assert "only the last axis means the same" in one_error_line(capsys)
+    onnx.save(conformance("test_softmax_axis_2"), str(src))
+    assert main(["convert-opset", str(src), "--opset", "11", "-o", str(out), "--verify", "-q"]) == 0

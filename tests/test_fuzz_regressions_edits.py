@@ -302,3 +302,26 @@ def test_inference_does_not_hang_on_a_huge_declared_dim(tmp_path: Path):
         env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
     assert done.returncode in (0, 1), done.stderr
+
+
+# -- a named dim pinned where the graph needs another size (fuzz: verify failed) --------------------------
+def test_set_shape_refuses_pinning_a_named_dim_the_graph_contradicts(tmp_path: Path, capsys):
+    model = conformance("test_gemm_default_zero_bias")
+    b = next(vi for vi in model.graph.input if vi.name == "b").type.tensor_type.shape.dim[0]
+    b.Clear()
+    b.dim_param = "K"  # exported as 5: a[3, 5] @ b[K, 4]
+    src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(model, str(src))
+    assert main(["set-shape", str(src), "--dim", "K=1", "-o", str(out)]) == 1
+    assert "does not fit together" in one_error_line(capsys)
+    assert main(["set-shape", str(src), "--dim", "K=5", "-o", str(out), "--verify", "-q"]) == 0
+
+
+# -- folding with a constant of an element type numpy cannot name (fuzz: internal error) -------------------
+def test_fold_leaves_a_constant_of_an_unknown_element_type(tmp_path: Path):
+    odd = TensorProto(name="a", data_type=99, dims=[3], raw_data=b"\0" * 12)
+    nodes = [helper.make_node("Neg", ["a"], ["n"]), helper.make_node("Identity", ["n"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [odd])
+    src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    assert main(["fold-constants", str(src), "-o", str(out), "-q"]) in (0, 1)

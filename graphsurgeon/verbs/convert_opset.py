@@ -19,9 +19,10 @@ import onnx.version_converter
 from onnx import ModelProto, NodeProto
 
 from graphsurgeon.core.editor import Editor
+from graphsurgeon.core.inference import infer_shapes
 from graphsurgeon.core.shapes import light_copy
 from graphsurgeon.core.verb import Opt, verb
-from graphsurgeon.core.walk import node_subgraphs
+from graphsurgeon.core.walk import model_graphs, node_subgraphs
 from graphsurgeon.errors import RewriteError
 
 _SAME_STEP_CACHE: dict[tuple[str, int, int], str | None] = {}
@@ -96,6 +97,8 @@ def convert_in_place(ctx: Editor, opset: int) -> str:
         )
     placeholders: set[str] = set()
     light = light_copy(ctx.proto, placeholders)
+    if current >= 13 > opset:
+        _refuse_softmax_down(light, nodes, opset)
     try:
         converted = onnx.version_converter.convert_version(light, opset)
     except Exception as e:  # the converter raises RuntimeError / ConvertError / IndexError...
@@ -108,6 +111,36 @@ def convert_in_place(ctx: Editor, opset: int) -> str:
     _require_checker_pass(light, converted, current, opset)
     _transplant(ctx, converted, placeholders, opset)
     return "onnx converter"
+
+
+_NORMALIZERS = ("Softmax", "LogSoftmax", "Hardmax")
+
+
+def _refuse_softmax_down(light: ModelProto, nodes: list[NodeProto], opset: int) -> None:
+    """Before opset 13 a Softmax normalizes over every axis from its axis on (the input seen as 2-D); onnx's
+    converter keeps `axis` as it is, which means the same only on the last axis. Refused otherwise."""
+    found = [n for n in nodes if n.op_type in _NORMALIZERS]
+    if not found:
+        return
+    try:
+        inferred = infer_shapes(light, strict_mode=False)
+    except Exception:  # noqa: BLE001 - no ranks known: each node below is refused
+        inferred = light
+    ranks = {}
+    for graph in model_graphs(inferred):
+        for info in (*graph.input, *graph.value_info, *graph.output):
+            if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
+                ranks[info.name] = len(info.type.tensor_type.shape.dim)
+    for node in found:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
+        rank = ranks.get(node.input[0]) if node.input else None
+        if rank is None or (axis + rank if axis < 0 else axis) != rank - 1:
+            shown = "an unknown rank" if rank is None else f"rank {rank}"
+            raise RewriteError(
+                f"{node.op_type} node {node.name or '(unnamed)'!r} normalizes over axis {axis} of {shown}; before "
+                f"opset 13 it normalized over every axis from that one on, so at opset {opset} only the last axis "
+                "means the same"
+            )
 
 
 def _drop_attributes_the_target_lacks(converted: ModelProto, old: int, new: int) -> None:

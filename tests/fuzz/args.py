@@ -179,7 +179,8 @@ def _dims_of(vi, rng: random.Random) -> str:
     target), which a user knows and the fuzzer does not; freeing a dim is the engine's to follow or refuse."""
     t = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
     dims = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim] if t else []
-    if dims and rng.random() < 0.5:
+    shape_like = t is not None and len(dims) <= 1 and t.elem_type in (TensorProto.INT64, TensorProto.INT32)
+    if dims and not shape_like and rng.random() < 0.5:  # (a Resize's sizes has the length its axes need)
         dims[rng.randrange(len(dims))] = rng.choice(["N", "?"])
     return ",".join(dims)
 
@@ -220,8 +221,8 @@ def _optional_value(verb_name: str, option, facts: Facts, rng: random.Random, pi
     if metavar == "NAME:DTYPE":
         infos = facts.graph_outputs if name == "graph_output" else inputs
         return [f"{rng.choice(infos).name}:{rng.choice(_DTYPES)}"] if infos else None
-    if metavar == "PARAM=VALUE":
-        return [f"{facts.dim_params[0] if facts.dim_params else 'N'}={rng.choice(['1', 'M'])}"]
+    if metavar == "PARAM=VALUE":  # renamed, never pinned to a number (see _dims_of)
+        return [f"{facts.dim_params[0] if facts.dim_params else 'N'}=M"]
     if metavar == "NAME" and inputs:  # make-dynamic's inputs
         return [rng.choice(inputs).name]
     if metavar == "SEL" and node is not None:

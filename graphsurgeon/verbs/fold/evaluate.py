@@ -184,7 +184,10 @@ class Evaluator:
                     continue
                 try:
                     for tensor in constants:
-                        feeds[tensor.name] = onnx.numpy_helper.to_array(tensor)
+                        try:
+                            feeds[tensor.name] = onnx.numpy_helper.to_array(tensor)
+                        except (KeyError, ValueError, TypeError) as e:  # (element type 99, data of another size)
+                            raise EvalFailure(f"constant {tensor.name!r} cannot be read ({type(e).__name__})") from e
                     values = self.run_reference(batch[0], feeds, wanted)
                 except EvalFailure as ref_error:
                     failed_outputs.update(o for o in batch[0].output if o)
@@ -219,7 +222,10 @@ class Evaluator:
                     if value is None and name:
                         tensor = get_tensor(name)
                         bad = tensor is None or inline_problem(tensor) is not None  # (the session path says why)
-                        value = None if bad or tensor is None else onnx.numpy_helper.to_array(tensor)
+                        try:
+                            value = None if bad or tensor is None else onnx.numpy_helper.to_array(tensor)
+                        except (KeyError, ValueError, TypeError):  # an element type numpy has no name for
+                            value = None
                     if value is None:
                         break
                     values.append(value)

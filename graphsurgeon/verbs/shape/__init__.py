@@ -133,6 +133,10 @@ def _change_shapes(
             if new != was and (isinstance(was, int) or isinstance(new, int)):  # what the input may be fed changes
                 resized.append(ResizedDim(name, axis, was, new))
         seeds[name] = tuple(seed)
+    for name, info in available.items():  # inputs whose named dims `dim` pins: checked with them
+        declared = _declared(info) if name not in inputs else None
+        if declared and any(isinstance(d, str) and isinstance(final.get(d), int) for d in declared):
+            unchecked[name] = [final[d] if isinstance(d, str) and d in final else d for d in declared]
     problem = refused_input_shapes(light_copy(ctx.proto), unchecked) if unchecked else None
     if problem is not None:
         shown = ", ".join(f"{n}:{_fmt(s)}" for n, s in unchecked.items())
