@@ -27,7 +27,7 @@ from graphsurgeon.verbs.cleanup import cleanup
 from graphsurgeon.verbs.fold import DEFAULT_SIZE_LIMIT, fold
 from graphsurgeon.verbs.fold.report import FoldReport
 from graphsurgeon.verbs.fold.shapes import ShapeInfo
-from graphsurgeon.verbs.simplify.fusions import fuse_layout_chains, fuse_matmul_add
+from graphsurgeon.verbs.simplify.fusions import absorb_gemm_transposes, fuse_layout_chains, fuse_matmul_add
 from graphsurgeon.verbs.simplify.noops import eliminate_noops
 from graphsurgeon.verbs.simplify.patterns import run_patterns
 from graphsurgeon.verbs.simplify.rewrites import (
@@ -170,6 +170,9 @@ def simplify(
             before = _size(ctx)
             if shapes is None:
                 shapes, current = ShapeInfo(ctx), True
+            # Gemm first: a Linear's transposed weight becomes transB, not a new constant folding would write
+            fused_first = fuse_matmul_add(ctx, shapes) + absorb_gemm_transposes(ctx, shapes)
+            current = current and not fused_first
             report = fold(
                 ctx, size_limit=size_limit, shapes=shapes, current=current, checked=rounds > 1, record_nodes=False
             )
@@ -188,7 +191,8 @@ def simplify(
             order = NodeOrder(ctx, shapes.orders if current else None)  # one sort for this round's rewrites
             counts: dict[str, int] = {}
             removed_noops = eliminate_noops(ctx, shapes, order, counts)
-            fused_now = fuse_layout_chains(ctx, shapes, order) + fuse_matmul_add(ctx, shapes, order)
+            fused_now = fused_first + fuse_layout_chains(ctx, shapes, order) + fuse_matmul_add(ctx, shapes, order)
+            fused_now += absorb_gemm_transposes(ctx, shapes, order)
             applied_now = run_patterns(ctx, shapes)
             for name, count in applied_now.items():
                 applied[name] = applied.get(name, 0) + count

@@ -181,3 +181,43 @@ def fuse_matmul_add(model: Editor, shapes: ShapeInfo, order: NodeOrder | None = 
         if dead:
             model.remove_nodes(dead, scope=scope)
     return fused
+
+
+def absorb_gemm_transposes(model: Editor, shapes: ShapeInfo, order: NodeOrder | None = None) -> int:
+    """Gemm(Transpose(A), B) -> Gemm(A, B, transA=1) (and so for B): the flag flips, no transposed copy is made.
+
+    Runs before folding, so a Linear's transposed weight stays the stored weight (nothing to compute or
+    write) instead of becoming a new constant. Only where the Transpose swaps the two dims of a matrix and
+    its output feeds nothing but that Gemm input.
+    """
+    index = model.index
+    absorbed = 0
+    for scope in index.scopes:
+        dead: list[NodeProto] = []
+        for node in nodes_in_order(scope, order):
+            if node.op_type != "Gemm" or node.domain not in _STANDARD or len(node.input) < 2:
+                continue
+            for position, flag in ((0, "transA"), (1, "transB")):
+                name = node.input[position]
+                transpose = scope.producer.get(name)
+                if transpose is None or transpose.op_type != "Transpose" or transpose.domain not in _STANDARD:
+                    continue
+                if name in scope.outputs or len(scope.readers(name)) != 1 or list(node.input).count(name) != 1:
+                    continue
+                if _referenced(node, flag) or _referenced(transpose, "perm"):
+                    continue  # a function attribute's value is not known here
+                dims = shapes.symbolic_dims(scope, transpose.input[0])
+                perm = _attr(transpose, "perm")
+                if dims is None or len(dims) != 2 or (perm is not None and list(perm) != [1, 0]):
+                    continue
+                model.set_node_input(node, position, transpose.input[0])
+                model.set_attribute(node, flag, 0 if _attr(node, flag) else 1)
+                dead.append(transpose)
+                absorbed += 1
+        if dead:
+            model.remove_nodes(dead, scope=scope)
+    return absorbed
+
+
+def _referenced(node: NodeProto, name: str) -> bool:
+    return any(a.name == name and a.ref_attr_name for a in node.attribute)
