@@ -154,6 +154,7 @@ from graphsurgeon.verbs.simplify.patterns import (  # noqa: E402 - registration 
     concat_flatten,
     conv_add_bias,
     conv_bn,
+    layout_permutation,
     matmul_merge,
     nested_if,
     reshape_chain,
@@ -166,6 +167,7 @@ from graphsurgeon.verbs.simplify.patterns import (  # noqa: E402 - registration 
 __all__ = ["PATTERNS", "Pattern", "pattern", "run_patterns"]
 _REGISTERED = (
     concat_flatten,
+    layout_permutation,
     conv_bn,
     conv_add_bias,
     nested_if,
