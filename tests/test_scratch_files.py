@@ -118,6 +118,30 @@ def test_a_save_never_overwrites_another_models_folded_data(tmp_path: Path):
     assert not temps(out)
 
 
+def test_rerunning_a_command_replaces_its_own_data_instead_of_piling_up(tmp_path: Path):
+    src = transpose_model(tmp_path / "in")
+    out = tmp_path / "out"
+    for _ in range(3):
+        assert main(["fold-constants", str(src), "-o", str(out / "o.onnx"), "-q"]) == 0
+    assert sorted(os.listdir(out)) == ["m.folded.data", "o.onnx"]
+    assert np.array_equal(gs.load(out / "o.onnx").tensor_value("wt"), gs.load(src).tensor_value("w").T)
+
+
+def test_a_failed_rerun_leaves_the_replaced_model_and_its_data(tmp_path: Path, monkeypatch, capsys):
+    src = transpose_model(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["fold-constants", str(src), "-o", str(out / "o.onnx"), "-q"]) == 0
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("graphsurgeon.core.io.os.fsync", broken_fsync)
+    assert main(["fold-constants", str(src), "-o", str(out / "o.onnx"), "-q"]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+
+
 def test_in_place_fold_moves_the_scratch_beside_the_model(tmp_path: Path):
     src = transpose_model(tmp_path / "in")
     assert main(["fold-constants", str(src), "--in-place", "--verify", "-q"]) == 0

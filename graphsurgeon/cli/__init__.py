@@ -121,6 +121,7 @@ def _run_writing(verb: Verb, model: Model, args: argparse.Namespace, out: Output
     planned = model.path if args.in_place else Path(args.output or SaveOptions.default_output(args.model, verb.name))
     if planned is not None and planned.parent.is_dir():  # a rewrite's new data files wait beside the output
         model.scratch_dir = planned.parent
+        model.replaced_target = None if args.in_place else planned
     model.run_verb(verb.name, **options_from(args, verb))
     with model.progress.task("writing the model"):
         target = SaveOptions.save(model, args, verb.name)

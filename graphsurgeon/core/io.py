@@ -372,6 +372,26 @@ def _live_copy(model: ModelProto, location: str, src: Path, dst: Path) -> list[_
     return undo
 
 
+def data_of_replaced_model(target: Path, data_dir: Path) -> set[str]:
+    """The data files (locations in `data_dir`) of the graph file a save to `target` replaces: a new data file
+    of the same name may take their place (rerunning a command does not pile up copies). Only a regular
+    graph file of at most 64 MiB that parses; anything else keeps the rule that no existing file is
+    overwritten."""
+    try:
+        info = target.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > 64 << 20 or target.parent.resolve() != data_dir.resolve():
+            return set()
+        model = ModelProto.FromString(target.read_bytes())
+    except (OSError, DecodeError, ValueError, RuntimeError):
+        return set()
+    found = set()
+    for tensor in model_tensors(model):
+        for entry in tensor.external_data:
+            if entry.key == "location" and entry.value and "\0" not in entry.value:
+                found.add(os.path.normpath(entry.value))
+    return found
+
+
 def _relocate(model: ModelProto, old: str, new: str) -> list[_Undo]:
     """Point every tensor stored in data file `old` at `new` instead; returns how to undo it."""
     undo: list[_Undo] = []
@@ -407,6 +427,7 @@ def write_model(
     moved: list[tuple[Path, Path]] = []
     undo: list[_Undo] = []  # offsets a compacting copy rewrote
     saved = False
+    displaced: list[tuple[Path, Path]] = []  # (aside, where): the replaced model's data, restored on failure
     tmp = temp_path(target)
     for folder in {target.parent, out_data_dir}:  # what a killed save left there (see core/tempfiles)
         remove_stale(folder)
@@ -418,12 +439,18 @@ def write_model(
             location = data_file_location(model, external_data, out_data_dir, target)
         elif _inline_bytes(model) > PROTOBUF_LIMIT - (64 << 20):  # too big for one protobuf: move weights out
             location = unused_location(model, f"{target.name}.data", out_data_dir)
-        if files and data_dir is not None and (out_data_dir.resolve() != data_dir.resolve() or stand_ins(data_dir)):
+        in_folder = data_dir is not None and out_data_dir.resolve() == data_dir.resolve()
+        if files and data_dir is not None and (not in_folder or stand_ins(data_dir)):
             resolved_target = target.resolve()
             scratch = stand_ins(data_dir)
+            replaced = data_of_replaced_model(target, out_data_dir) if scratch and not in_folder else set()
             for name, src in files.items():
                 dst = out_data_dir / name
-                if name in scratch and os.path.lexists(dst):  # a new data file never lands on an existing one
+                if name in scratch and os.path.normpath(name) in replaced and dst.is_file() and not dst.is_symlink():
+                    aside = temp_path(dst)  # the data of the model this save replaces: back if the save fails
+                    os.replace(dst, aside)
+                    displaced.append((aside, dst))
+                elif name in scratch and os.path.lexists(dst):  # a new data file never lands on another one
                     fresh = unused_location(model, name, out_data_dir)
                     undo += _relocate(model, name, fresh)
                     name, dst = fresh, out_data_dir / fresh
@@ -464,6 +491,9 @@ def write_model(
         saved = True
         created.clear()
         moved.clear()
+        for aside, _ in displaced:
+            _quietly(aside.unlink, missing_ok=True)
+        displaced.clear()
     except OSError as e:
         raise SaveError(f"cannot write {target}: {e.strerror or e}") from e
     finally:
@@ -472,6 +502,8 @@ def write_model(
             _quietly(path.unlink, missing_ok=True)
         for src, dst in moved:
             _quietly(os.replace, dst, src)
+        for aside, dst in displaced:
+            _quietly(os.replace, aside, dst)
         if not saved:
             for tensor, entries in undo:
                 del tensor.external_data[:]

@@ -105,6 +105,8 @@ class ModelState:
         # where rewrites write new data files until the save (None: the system's temporary folder); the CLI
         # points it at the output's folder, so the save renames them into place instead of copying
         self.scratch_dir: Path | None = None
+        # the graph file the CLI's save will replace, if any: names of its data files are free for new ones
+        self.replaced_target: Path | None = None
 
     @classmethod
     def open(cls: type[_State], source: Source, *, external_data_dir: str | os.PathLike[str] | None = None) -> _State:
@@ -257,9 +259,14 @@ class ModelState:
             raise RewriteError("a new external data file needs the model's external-data folder")
         folder = self.scratch_dir if self.scratch_dir is not None else Path(tempfile.gettempdir())
         taken = stand_ins(data_dir)
+        replaced = set()
+        if self.replaced_target is not None and self.scratch_dir is not None and folder.resolve() != data_dir.resolve():
+            replaced = io.data_of_replaced_model(self.replaced_target, folder)
 
         def free(name: str) -> bool:  # also in the output's folder: a save never overwrites another model's data
-            return name not in taken and (self.scratch_dir is None or not os.path.lexists(folder / name))
+            if name in taken:
+                return False
+            return self.scratch_dir is None or not os.path.lexists(folder / name) or os.path.normpath(name) in replaced
 
         location = io.unused_location(self._proto, wanted, data_dir)
         stem, n = wanted.removesuffix(".data"), 0
