@@ -177,6 +177,11 @@ def bench(name: str, workdir: Path, tools: list[str] | None = None, repeat: int 
         out = out_dir / "model.onnx"
         walls, rsss = [], []
         for _ in range(repeat):  # median wall, max peak RSS over the rounds
+            # each round starts from an empty output folder with nothing left to flush: the previous round's
+            # 2 GB output, replaced or written back during this one, is not this command's cost
+            shutil.rmtree(out_dir, ignore_errors=True)
+            out_dir.mkdir(parents=True)
+            os.sync()
             code, wall, rss, tail = run_measured(TOOLS[tool](str(model), str(out)))
             walls.append(wall)
             rsss.append(rss)
