@@ -109,3 +109,46 @@ def test_model_without_outputs_is_refused():
 
     with pytest.raises(GraphSurgeonError, match="has no graph outputs"):
         gs.load(no_output_model().SerializeToString()).freeze_input(input=["x=1,2"])
+
+
+# -- --initializers: weights listed as inputs (IR < 4, or exported with initializers kept as inputs) ----------
+def _squeezenet() -> Path:
+    return Path(onnx.__file__).parent / "backend/test/data/light/light_squeezenet.onnx"
+
+
+def test_initializers_of_an_ir3_model_leave_the_interface(tmp_path: Path):
+    source = onnx.load(_squeezenet())
+    assert source.ir_version == 3
+    (data,) = {i.name for i in source.graph.input} - {t.name for t in source.graph.initializer}
+    model = gs.load(_squeezenet()).freeze_input(initializers=True)
+    proto = model.proto
+    assert proto.ir_version == 4
+    assert [i.name for i in proto.graph.input] == [data]
+    assert [t.name for t in proto.graph.initializer] == [t.name for t in source.graph.initializer]  # untouched
+    onnx.checker.check_model(proto, full_check=True)
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    assert outputs_match(run_ort(proto, {data: x}), run_ort(source, {data: x}))
+    out = model.save(tmp_path / "out.onnx")
+    assert main(["simplify", str(out), "-o", str(tmp_path / "s.onnx"), "--verify", "-q"]) == 0
+    assert len(onnx.load(tmp_path / "s.onnx").graph.node) <= 66  # from 105: the weights' ConstantOfShape fold now
+
+
+def test_initializers_kept_as_inputs_at_ir_8_and_named_inputs_together(tmp_path: Path):
+    model = promoted()
+    model.graph.input.append(helper.make_tensor_value_info("scales", TensorProto.FLOAT, [4]))  # the default
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1, 1, 3, 3], np.float32), "scales"))
+    del model.graph.input[1]  # one "scales" input, now backed by an initializer
+    assert [i.name for i in model.graph.input] == ["x", "scales"]
+    np.save(tmp_path / "x.npy", X)
+    frozen = gs.load(model.SerializeToString()).freeze_input(initializers=True, input=[f"x={tmp_path / 'x.npy'}"])
+    frozen = frozen.proto
+    assert not frozen.graph.input and frozen.ir_version == model.ir_version
+    assert outputs_match(run_ort(frozen, {}), run_ort(resize_model(), {"x": X}))
+
+
+def test_nothing_to_freeze_is_said(capsys):
+    with pytest.raises(GraphSurgeonError, match="--initializers"):
+        gs.load(promoted().SerializeToString()).freeze_input()
+    model = gs.load(promoted().SerializeToString()).freeze_input(initializers=True)
+    assert [i.name for i in model.proto.graph.input] == ["x", "scales"]
+    assert any("no graph input has an initializer" in n for n in model.notes)

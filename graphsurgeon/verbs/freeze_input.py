@@ -69,7 +69,10 @@ def freeze_input(
     *,
     input: Annotated[  # noqa: A002 - the CLI's --input
         list[str], Opt("NAME=VALUE (numbers 1,2,3 shaped like the input) or NAME=FILE.npy", metavar="NAME=VALUE")
-    ],
+    ] = [],  # noqa: B006 - never mutated
+    initializers: Annotated[
+        bool, Opt("also every input that has an initializer, at that value (IR < 4 lists each weight as one)")
+    ] = False,
     fold: Annotated[bool, Opt("then fold what the frozen values make constant")] = False,
 ) -> None:
     """Turn graph inputs into constants: each becomes an initializer of that name and leaves the interface.
@@ -78,13 +81,22 @@ def freeze_input(
     fit the input's declared element type and static dims. With `fold`, constant folding then evaluates
     everything the frozen values made constant (a summary of what it folded is recorded). Subgraphs that
     read the input from outer scope read the constant. Models of IR < 4 keep the input, with the value as
-    its default (initializers there must be listed as inputs).
+    its default (initializers there must be listed as inputs). `initializers` freezes the inputs that only
+    carry an initializer's default (an IR < 4 model's weights, or an export with initializers kept as
+    inputs), which onnxruntime can neither fold nor prepack: their values stay where they are, an IR < 4
+    model is raised to IR 4 so its initializers may stand alone.
     """
     index = ctx.index
     index.check_references()
     main = index.main
     if not main.outputs:
         raise RewriteError("the model has no graph outputs, so no input's value is used; add one (add-outputs) first")
+    if not input and not initializers:
+        raise RewriteError(
+            "name the inputs to freeze (--input NAME=VALUE), or freeze the initializers' (--initializers)"
+        )
+    if initializers:
+        _freeze_initializer_inputs(ctx)
     values: dict[str, np.ndarray] = {}
     for spelling in input:
         name, text = split_assignment(spelling, "input")
@@ -95,7 +107,6 @@ def freeze_input(
             raise RewriteError(f"the model has no graph input {name!r}; its inputs: {known}")
         values[name] = frozen_value(name, text, main.inputs.get(name))
     if not values:
-        ctx.note("no input given: nothing to freeze")
         return
     keep_inputs = ctx.proto.ir_version < 4
     _refuse_values_the_model_cannot_take(ctx, values, keep_inputs)
@@ -112,6 +123,19 @@ def freeze_input(
             report = fold_constants(ctx)
         for line in report.lines()[:1]:
             ctx.changes.record("folded", "graph", "", line.removeprefix("fold-constants: "))
+
+
+def _freeze_initializer_inputs(ctx: Editor) -> None:
+    main = ctx.index.main
+    names = [name for name in main.inputs if name in main.initializers]
+    if not names:
+        ctx.note("no graph input has an initializer: no weight to freeze")
+        return
+    if ctx.proto.ir_version < 4:  # where an initializer must be listed as an input
+        old, ctx.proto.ir_version = ctx.proto.ir_version, 4
+        ctx.record("changed", "IR version", "", f"{old} -> 4 (initializers need not be inputs from IR 4 on)")
+    for name in names:
+        ctx.remove_graph_input(name)
 
 
 def _refuse_values_the_model_cannot_take(ctx: Editor, values: dict[str, np.ndarray], keep_inputs: bool) -> None:

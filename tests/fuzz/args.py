@@ -221,6 +221,9 @@ def _optional_value(verb_name: str, option, facts: Facts, rng: random.Random, pi
     if metavar == "NAME:DTYPE":
         infos = facts.graph_outputs if name == "graph_output" else inputs
         return [f"{rng.choice(infos).name}:{rng.choice(_DTYPES)}"] if infos else None
+    if metavar == "NAME=VALUE" and verb_name == "freeze-input":  # optional since --initializers exists
+        values = [v for v in (_input_value(vi) for vi in facts.inputs) if v]
+        return [rng.choice(values)] if values else None
     if metavar == "PARAM=VALUE":  # renamed, never pinned to a number (see _dims_of)
         return [f"{facts.dim_params[0] if facts.dim_params else 'N'}=M"]
     if metavar == "NAME" and inputs:  # make-dynamic's inputs
@@ -291,6 +294,12 @@ def _save_args(target: str, root: Path, rng: random.Random) -> tuple[list[str], 
     return ["-o", str(result)], result, False
 
 
+def _rate(verb_name: str, option_name: str) -> float:
+    """How often an optional option is set: freeze-input's values nearly always (without them or --initializers
+    the run is a refusal)."""
+    return 0.9 if (verb_name, option_name) == ("freeze-input", "input") else OPTIONAL_RATE
+
+
 def verb_argv(verb, model: ModelProto, rng: random.Random, root: Path, target: str):
     """(argv, output path or None, in place) for one run, or Skip(reason)."""
     facts = Facts(model)
@@ -311,7 +320,7 @@ def verb_argv(verb, model: ModelProto, rng: random.Random, root: Path, target: s
             values = [] if isinstance(values, Skip) else values
         elif option.kind == "flag" and rng.random() < 0.25:
             values = [option.flag]
-        elif option.kind != "flag" and rng.random() < OPTIONAL_RATE:
+        elif option.kind != "flag" and rng.random() < _rate(verb.name, option.name):
             found = _optional_value(verb.name, option, facts, rng, picked)
             if found is None:
                 continue
