@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from tests.test_simplify_patterns import assert_same, init, make_model, ops, simplified, vi
+from tests.test_simplify_patterns import I64, assert_same, init, make_model, ops, simplified, vi
 
 RNG = np.random.default_rng(3)
 
@@ -107,3 +107,24 @@ def test_an_opset_7_chain_is_fused_too():
     result = simplified(model)
     assert _perm(result) == [0, 2, 3, 1]
     assert_same(model, result, _feeds([2, 5, 4, 6]))
+
+
+def test_a_target_known_only_from_declared_shapes_is_not_trusted():
+    """The rewrite rests on what each op computes (its constant target), not on declared shapes a model may have
+    wrong: a Reshape whose target is fed at run time stays, whatever its output is declared as."""
+    model = make_model(
+        [
+            helper.make_node("Transpose", ["x"], ["t0"], perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", ["t0", "target"], ["t1"]),
+            helper.make_node("Transpose", ["t1"], ["t2"], perm=[0, 2, 1]),
+            helper.make_node("Reshape", ["t2", "back"], ["y"]),
+        ],
+        [vi("x", [2, 5, 4, 6]), vi("target", [3], I64)],
+        [vi("y", [2, 4, 6, 5])],
+        [init("back", [2, 4, 6, 5], np.int64)],
+    )
+    model.graph.value_info.append(vi("t1", [8, 5, 6]))
+    result = simplified(model)
+    assert ops(result).count("Reshape") == 2
+    feeds = {**_feeds([2, 5, 4, 6]), "target": np.array([8, 5, 6], np.int64)}
+    assert_same(model, result, feeds)

@@ -13,12 +13,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from onnx import NodeProto
 
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.index import Scope
 from graphsurgeon.verbs.fold.shapes import ShapeInfo
-from graphsurgeon.verbs.simplify.patterns import STANDARD, alive, attr, nodes_of, pattern, sole_reader
+from graphsurgeon.verbs.simplify.patterns import (
+    STANDARD,
+    alive,
+    attr,
+    constant_value,
+    nodes_of,
+    pattern,
+    sole_reader,
+)
 
 _REGROUP = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 _LINKS = ("Transpose", *_REGROUP)
@@ -40,7 +49,7 @@ def fuse_permuting_chains(ctx: Editor, shapes: ShapeInfo) -> int:
             links = chain[start:]
             if not any(link.op_type in _REGROUP for link in links):
                 break
-            perm = _permutation(scope, shapes, links)
+            perm = _permutation(ctx, scope, shapes, links)
             if perm is None:
                 continue
             ctx.set_node_inputs(last, [links[0].input[0]])
@@ -66,11 +75,12 @@ def _chain_ending_at(scope: Scope, last: NodeProto) -> list[NodeProto]:
     return chain
 
 
-def _permutation(scope: Scope, shapes: ShapeInfo, links: list[NodeProto]) -> list[int] | None:
+def _permutation(ctx: Editor, scope: Scope, shapes: ShapeInfo, links: list[NodeProto]) -> list[int] | None:
     """The perm of the Transpose equal to `links` applied to their source, or None if they are not one."""
     source = shapes.symbolic_dims(scope, links[0].input[0])
     if source is None or any(d is None or d == 0 for d in source):
         return None
+    dims = list(source)
     groups: list[Group] | None = [() if d == 1 else (i,) for i, d in enumerate(source)]
     for link in links:
         if groups is None:
@@ -80,16 +90,69 @@ def _permutation(scope: Scope, shapes: ShapeInfo, links: list[NodeProto]) -> lis
             perm = list(range(len(groups)))[::-1] if perm is None else list(perm)
             if sorted(perm) != list(range(len(groups))):
                 return None
-            groups = [groups[p] for p in perm]
-        else:
-            out = shapes.symbolic_dims(scope, link.output[0])
-            groups = None if out is None else _regroup(source, groups, out)
+            groups, dims = [groups[p] for p in perm], [dims[p] for p in perm]
+            continue
+        out = shapes.symbolic_dims(scope, link.output[0])
+        if out is None or not _as_the_op_defines(ctx, scope, link, dims, out):
+            return None
+        groups, dims = _regroup(source, groups, out), list(out)
     if groups is None or len(groups) != len(source) or any(len(g) > 1 for g in groups):
         return None
     if sorted(g[0] for g in groups if g) != [i for i, d in enumerate(source) if d != 1]:
         return None
     ones = iter(i for i, d in enumerate(source) if d == 1)
     return [g[0] if g else next(ones) for g in groups]
+
+
+def _as_the_op_defines(ctx: Editor, scope: Scope, link: NodeProto, dims: list, out: list) -> bool:
+    """Do the recorded output dims follow from the op's own definition (its constant target or axes)? Recorded
+    shapes may be declarations a model got wrong; the rewrite must rest on what the op computes. (Together with
+    `_regroup` consuming every atom, which fixes the total size, the one -1 of a target is then determined.)"""
+    if link.op_type == "Flatten":
+        axis = attr(link, "axis", 1)
+        axis = axis + len(dims) if axis < 0 else axis
+        head, tail = dims[:axis], dims[axis:]
+        return len(out) == 2 and all(isinstance(d, int) for d in dims) and out == [math.prod(head), math.prod(tail)]
+    if link.op_type == "Reshape":
+        target = constant_value(ctx, scope, link.input[1], limit=1024) if len(link.input) > 1 else None
+        if target is None:
+            target_attr = attr(link, "shape")  # Reshape-1
+            target = None if target_attr is None else np.array(target_attr)
+        if target is None or target.ndim != 1 or len(target) != len(out) or int(np.sum(target == -1)) > 1:
+            return False
+        for i, t in enumerate(target.tolist()):
+            if t == 0 and not attr(link, "allowzero", 0):
+                if i >= len(dims) or out[i] != dims[i]:
+                    return False
+            elif t != -1 and out[i] != t:
+                return False
+        return True
+    axes = _axes(ctx, scope, link)
+    if axes is None:
+        return False
+    if link.op_type == "Squeeze":
+        rank = len(dims)
+        drop = {a + rank if a < 0 else a for a in axes} if axes else {i for i, d in enumerate(dims) if d == 1}
+        return all(0 <= a < rank and dims[a] == 1 for a in drop) and out == [
+            d for i, d in enumerate(dims) if i not in drop
+        ]
+    rank = len(dims) + len(axes)  # Unsqueeze
+    insert = {a + rank if a < 0 else a for a in axes}
+    if len(insert) != len(axes) or not all(0 <= a < rank for a in insert):
+        return False
+    rest = iter(dims)
+    return out == [1 if i in insert else next(rest) for i in range(rank)]
+
+
+def _axes(ctx: Editor, scope: Scope, node: NodeProto) -> list[int] | None:
+    """Squeeze/Unsqueeze axes (attribute before opset 13, input since); [] for a Squeeze of every unit dim."""
+    if len(node.input) > 1 and node.input[1]:
+        value = constant_value(ctx, scope, node.input[1], limit=1024)
+        return None if value is None else [int(v) for v in value.reshape(-1)]
+    value = attr(node, "axes")
+    if value is None:
+        return [] if node.op_type == "Squeeze" else None
+    return [int(v) for v in value]
 
 
 def _regroup(source: list, groups: list[Group], out: list) -> list[Group] | None:
