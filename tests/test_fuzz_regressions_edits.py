@@ -325,3 +325,33 @@ def test_fold_leaves_a_constant_of_an_unknown_element_type(tmp_path: Path):
     src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
     assert main(["fold-constants", str(src), "-o", str(out), "-q"]) in (0, 1)
+
+
+def test_externalize_keeps_shape_tensors_inline_whatever_the_threshold(tmp_path: Path, capsys):
+    """Fuzz run 8: `externalize --threshold 0` moved the IR-3 light models' ConstantOfShape shapes out, and
+    onnxruntime reads those only from inline data (it could not load the result)."""
+    source = Path(onnx.__file__).parent / "backend/test/data/light/light_inception_v1.onnx"
+    out = tmp_path / "out" / "result.onnx"
+    argv = ["externalize", str(source), "--threshold", "0", "--location", "sub/w.data", "-o", str(out), "--verify"]
+    assert main(argv) == 0
+    assert "stay inline" in capsys.readouterr().out
+    assert loads_in_ort(out)
+
+
+def test_make_dynamic_refuses_a_resize_sized_at_run_time(tmp_path: Path, capsys):
+    """Fuzz run 8: Resize(X, sizes) with `sizes` a graph input: its output batch is sizes[0], not X's, so freeing
+    X's batch declared Y [batch, ...] and the per-slice verify failed; it is refused, naming the input."""
+    graph = helper.make_graph(
+        [helper.make_node("Resize", ["X", "", "", "sizes"], ["Y"], mode="nearest")],
+        "g",
+        [
+            helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 4, 5]),
+            helper.make_tensor_value_info("sizes", TensorProto.INT64, [4]),
+        ],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 1, 9, 10])],
+    )
+    src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9), str(src))
+    assert main(["make-dynamic", str(src), "--input", "X", "-o", str(out), "--verify"]) == 1
+    assert "run-time value of 'sizes'" in one_error_line(capsys)
+    assert not out.exists()

@@ -8,6 +8,7 @@ from onnx import TensorProto
 
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import declared_nbytes, inline_problem, is_external
+from graphsurgeon.core.io import MIN_EXTERNAL_BYTES
 from graphsurgeon.core.units import format_bytes
 from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.core.walk import model_graphs
@@ -39,7 +40,8 @@ def externalize(
 ) -> None:
     """Move the weights out to new external data files (optionally in shards of at most a size).
 
-    Inline initializers of at least `threshold` bytes, and every weight already in external data, are written
+    Inline initializers of at least `threshold` bytes (never under 1 KiB: onnxruntime reads shape tensors only
+    inline), and every weight already in external data, are written
     tensor by tensor (external ones copied kernel-side) to new files named by `location` (default
     MODEL.data, or MODEL.{n}.data with `shard_size`). Existing data files are never modified; a save to
     another folder takes only the new files along.
@@ -49,17 +51,29 @@ def externalize(
     if location is not None and shard_size is not None and "{n}" not in location:
         raise RewriteError(f"with `shard_size` the location {location!r} needs {{n}} where the shard number goes")
     tensors: list[TensorProto] = []
+    kept_small = 0
     for graph in model_graphs(ctx.proto):
         for tensor in graph.initializer:
+            size = declared_nbytes(tensor) or 0
             if is_external(tensor):
                 tensors.append(tensor)
-            elif tensor.data_type != TensorProto.STRING and (declared_nbytes(tensor) or 0) >= max(threshold, 1):
+            elif tensor.data_type == TensorProto.STRING or size < max(threshold, 1):
+                continue
+            elif size < MIN_EXTERNAL_BYTES:
+                kept_small += 1
+            else:
                 problem = inline_problem(tensor)  # checked before any file is written
                 if problem is not None:
                     raise RewriteError(f"{problem}: its value cannot be moved out")
                 tensors.append(tensor)
+    if kept_small:
+        ctx.note(
+            f"{kept_small} initializer(s) under {format_bytes(MIN_EXTERNAL_BYTES)} stay inline: onnxruntime reads "
+            "shape tensors (Reshape targets, axes, ConstantOfShape's shape...) only from inline data"
+        )
     if not tensors:
-        ctx.note(f"no initializer of at least {format_bytes(threshold)} to move out")
+        floor = max(threshold, MIN_EXTERNAL_BYTES) if kept_small else threshold
+        ctx.note(f"no initializer of at least {format_bytes(floor)} to move out")
         return
     folder = data_folder(ctx, "externalize")
     writer = DataFileWriter(ctx, folder, location or _default_pattern(ctx, shard_size is not None), shard_size)

@@ -514,6 +514,13 @@ def _resize(analysis: Analysis, scope: Scope, node: NodeProto) -> list[Shape | N
             if sizes is not None and a < len(sizes.elems):
                 out[a] = sizes.elems[a]
             continue
+        if sizes is None and sizes_index is not None and len(node.input) > sizes_index and node.input[sizes_index]:
+            raise refuse(
+                scope,
+                node,
+                f"takes its output size from the run-time value of {node.input[sizes_index]!r}, "
+                f"so its axis {a} ({fmt(d)}) would not follow",
+            )
         if sizes is not None:
             if sizes.elems[a] != d:
                 if sizes.elems[a] != analysis.eval(d):
