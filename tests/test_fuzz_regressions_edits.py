@@ -355,3 +355,26 @@ def test_make_dynamic_refuses_a_resize_sized_at_run_time(tmp_path: Path, capsys)
     assert main(["make-dynamic", str(src), "--input", "X", "-o", str(out), "--verify"]) == 1
     assert "run-time value of 'sizes'" in one_error_line(capsys)
     assert not out.exists()
+
+
+def test_remove_node_refuses_an_identity_the_opset_cannot_type(tmp_path: Path, capsys):
+    """Fuzz run 9: bypassing SequenceInsert (opset 11) whose output is a graph output made an Identity of a
+    sequence, which Identity takes only from opset 14: onnxruntime could not load the result."""
+    src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(conformance("test_sequence_insert_at_front"), str(src))
+    assert main(["remove-node", str(src), "--node", "SequenceInsert", "--input", "0", "-o", str(out)]) == 1
+    assert "Identity (opset 11) does not take seq(tensor(int64))" in one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_remove_node_leaves_an_identity_with_one_output(tmp_path: Path):
+    """Fuzz run 9: bypassing a two-output node (LinearAttention, its second output unread) whose first output
+    is a graph output left an Identity with two outputs, which the checker refuses."""
+    model = conformance("test_linear_attention_prefill_with_past")
+    del model.graph.output[1:]  # present_state: produced, read by nothing
+    src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(model, str(src))
+    assert main(["remove-node", str(src), "--node", "LinearAttention", "-o", str(out), "-q"]) == 0
+    result = onnx.load(str(out))
+    assert [(n.op_type, list(n.output)) for n in result.graph.node] == [("Identity", ["output"])]
+    onnx.checker.check_model(result, full_check=True)

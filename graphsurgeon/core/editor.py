@@ -233,13 +233,14 @@ class Editor(ModelState):
         if input_index >= len(node.input) or not node.input[input_index]:
             raise RewriteError(f"{describe(scope, node)} has no input {input_index} to pass through")
         source, out = node.input[input_index], node.output[output_index]
-        other = [o for i, o in enumerate(node.output) if o and i != output_index and scope.readers(o)]
+        other = [
+            o for i, o in enumerate(node.output) if o and i != output_index and (scope.readers(o) or o in scope.outputs)
+        ]
         if other:
             raise RewriteError(f"cannot bypass {describe(scope, node)}: its other output(s) {other} are read")
         with self.quietly():
             if out in scope.outputs:
-                producer = scope.producer.get(source)
-                if producer is None or source in scope.outputs or any(r is not node for r in scope.readers(source)):
+                if self.bypass_needs_identity(scope, node, input_index, output_index):
                     if self.opset_version("") is None:
                         raise RewriteError(
                             f"cannot bypass {describe(scope, node)}: graph output {out!r} would need an Identity, "
@@ -248,6 +249,8 @@ class Editor(ModelState):
                     self.set_node_inputs(node, [source])
                     node.op_type, node.domain = "Identity", ""
                     del node.attribute[:]
+                    del node.output[:]  # the others are unread (checked above): an Identity has one output
+                    node.output.append(out)
                     self._reindex()
                     self.changes.record(
                         "replaced", "node", node.name, f"by an Identity (its output {out!r} is a graph output)"
@@ -259,6 +262,16 @@ class Editor(ModelState):
                 self.replace_uses({out: source}, scope=scope)
                 self.remove_nodes([node], scope=scope)
         self.record("bypassed", "node", node.name or node.op_type, f"its readers now read {source!r}")
+
+    @staticmethod
+    def bypass_needs_identity(scope: Scope, node: NodeProto, input_index: int = 0, output_index: int = 0) -> bool:
+        """Would bypassing `node` turn it into an Identity (its output is a graph output whose name the input
+        cannot take over)?"""
+        source, out = node.input[input_index], node.output[output_index]
+        if out not in scope.outputs:
+            return False
+        producer = scope.producer.get(source)
+        return producer is None or source in scope.outputs or any(r is not node for r in scope.readers(source))
 
     def reorder_nodes(self, scope: Scope, order: Sequence[NodeProto]) -> None:
         """Store a scope's nodes in `order` (a permutation of them; the indexes are unaffected)."""

@@ -11,6 +11,7 @@ from graphsurgeon.core.constants import is_constant_node
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.format import format_type
 from graphsurgeon.core.index import Scope
+from graphsurgeon.core.schema import refused_input_type
 from graphsurgeon.core.select import describe, require_one, select_nodes
 from graphsurgeon.core.typeinfo import TypeLookup, shape_conflict
 from graphsurgeon.core.verb import Opt, verb
@@ -68,6 +69,14 @@ def _check(ctx: Editor, types: TypeLookup, scope: Scope, node: NodeProto, positi
             f"cannot remove {where}: graph output {out!r} may need an Identity, but the model imports no ai.onnx opset"
         )
     source_type, out_type = types.type_of(scope, source), types.type_of(scope, out)
+    identity = op_schema("Identity", "", ctx.opset_version(""))
+    if identity is not None and ctx.bypass_needs_identity(scope, node, position):
+        refused = refused_input_type(identity, [source], [source_type])
+        if refused is not None:
+            raise RewriteError(
+                f"cannot remove {where}: graph output {out!r} would need an Identity of {source!r}, and Identity "
+                f"(opset {ctx.opset_version('')}) does not take {refused[1]}"
+            )
     problem = shape_conflict(source_type, out_type)
     if problem is not None:
         assert source_type is not None and out_type is not None  # shape_conflict needs both types to find one
