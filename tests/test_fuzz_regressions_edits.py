@@ -378,3 +378,13 @@ def test_remove_node_leaves_an_identity_with_one_output(tmp_path: Path):
     result = onnx.load(str(out))
     assert [(n.op_type, list(n.output)) for n in result.graph.node] == [("Identity", ["output"])]
     onnx.checker.check_model(result, full_check=True)
+
+
+def test_make_dynamic_refuses_to_free_the_length_of_a_resize_size_input(tmp_path: Path, capsys):
+    """Fuzz run 10: `make-dynamic --input sizes` freed the length of Resize's `sizes` (one value per resized
+    axis), and onnxruntime refused the result at load."""
+    src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(conformance("test_resize_upsample_sizes_nearest_axes_3_2"), str(src))
+    assert main(["make-dynamic", str(src), "--input", "sizes", "--axis", "-1", "-o", str(out), "--verify"]) == 1
+    assert "its length cannot change" in one_error_line(capsys)
+    assert not out.exists()

@@ -505,6 +505,11 @@ def _resize(analysis: Analysis, scope: Scope, node: NodeProto) -> list[Shape | N
     x = analysis.shape(scope, node, 0)
     if x is None:
         return [None]
+    for i in range(1, len(node.input)):  # roi, scales, sizes: one value (or two) per axis, whatever the batch
+        if analysis.carries_change(analysis.shape(scope, node, i)):
+            raise refuse(
+                scope, node, f"its input {i} ({node.input[i]!r}) holds values per axis: its length cannot change"
+            )
     exported = analysis.exported_shape(scope, node.output[0])
     sizes_index = 3 if node.op_type == "Resize" and analysis.opset >= 11 else None
     sizes = analysis.value(scope, node, sizes_index) if sizes_index is not None else None
