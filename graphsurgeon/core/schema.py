@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 import onnx.defs
@@ -15,6 +16,24 @@ def _schema(op_type: str, domain: str, opset: int) -> onnx.defs.OpSchema | None:
         return onnx.defs.get_schema(op_type, opset, domain)
     except onnx.defs.SchemaError:
         return None
+
+
+def standard_schema(node: NodeProto, opset: int | None) -> onnx.defs.OpSchema | None:
+    """The schema of a default-domain node at `opset`; None for other domains, no opset or no such op."""
+    if node.domain not in ("", "ai.onnx") or opset is None:
+        return None
+    return _schema(node.op_type, "", opset)
+
+
+def formal_at(
+    formals: Sequence[onnx.defs.OpSchema.FormalParameter], index: int
+) -> onnx.defs.OpSchema.FormalParameter | None:
+    """The formal parameter the `index`-th input (or output) binds to: the last one when it is variadic."""
+    if index < len(formals):
+        return formals[index]
+    if formals and formals[-1].option == onnx.defs.OpSchema.FormalParameterOption.Variadic:
+        return formals[-1]
+    return None
 
 
 @cache

@@ -24,6 +24,7 @@ from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.external_data import declared_nbytes, read_tensor
 from graphsurgeon.core.index import Scope
 from graphsurgeon.core.order import sorted_nodes
+from graphsurgeon.core.schema import formal_at, standard_schema
 from graphsurgeon.core.typeinfo import TypeLookup, elem_type, static_dims
 from graphsurgeon.errors import GraphSurgeonError
 from graphsurgeon.verbs.convert.int_ranges import INT32_RANGE, TYPE_RANGES, Interval, fits_int32, output_ranges
@@ -66,23 +67,6 @@ class _Groups:
         roots = [self.find(n) for n in names]
         for root in roots[1:]:
             self.parent[root] = roots[0]
-
-
-def _schema(node: NodeProto, opset: int | None) -> onnx.defs.OpSchema | None:
-    if node.domain not in STANDARD_DOMAINS or opset is None:
-        return None
-    try:
-        return onnx.defs.get_schema(node.op_type, opset, "")
-    except onnx.defs.SchemaError:
-        return None
-
-
-def _formal(formals, index: int):
-    if index < len(formals):
-        return formals[index]
-    if formals and formals[-1].option == onnx.defs.OpSchema.FormalParameterOption.Variadic:
-        return formals[-1]
-    return None
 
 
 def _attribute(node: NodeProto, name: str) -> AttributeProto | None:
@@ -200,7 +184,7 @@ class _Analysis:
             if to is not None and to.i == INT64 and self.fits(node, 0, True, node.output[0]):
                 cast[(True, 0)] = own + "out"
             return cast
-        schema = _schema(node, opset)
+        schema = standard_schema(node, opset)
         if schema is None or node.op_type in _NO_INT32_KERNEL:
             return {}
         if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute):
@@ -210,7 +194,7 @@ class _Analysis:
         from_inputs: set[str] = set()
         for is_output, formals, names in ((False, schema.inputs, node.input), (True, schema.outputs, node.output)):
             for index, name in enumerate(names):
-                formal = _formal(formals, index)
+                formal = formal_at(formals, index)
                 if formal is None:
                     return {}
                 if not is_output:

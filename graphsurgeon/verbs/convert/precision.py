@@ -20,6 +20,7 @@ from graphsurgeon.core.constants import STANDARD_DOMAINS
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.index import Scope
 from graphsurgeon.core.inference import infer_shapes
+from graphsurgeon.core.schema import formal_at, standard_schema
 from graphsurgeon.core.typeinfo import TypeLookup, elem_type, static_dims
 from graphsurgeon.core.walk import node_subgraphs
 
@@ -40,23 +41,6 @@ class Plan:
     types: dict[int, dict[str, int]] = field(default_factory=dict)  # id(scope) -> name -> original elem type
     untyped_functions: list[str] = field(default_factory=list)
     blocked_ops: dict[str, int] = field(default_factory=dict)  # op -> count of float nodes kept in float32
-
-
-def _schema(node: NodeProto, opset: int | None) -> onnx.defs.OpSchema | None:
-    if node.domain not in STANDARD_DOMAINS or opset is None:
-        return None
-    try:
-        return onnx.defs.get_schema(node.op_type, opset, "")
-    except onnx.defs.SchemaError:
-        return None
-
-
-def _formal(formals, index: int):
-    if index < len(formals):
-        return formals[index]
-    if formals and formals[-1].option == onnx.defs.OpSchema.FormalParameterOption.Variadic:
-        return formals[-1]
-    return None
 
 
 def _function_types(ctx: Editor, scope: Scope, lookup: TypeLookup) -> dict[str, int] | None:
@@ -153,7 +137,7 @@ def _holds_float_container(schema: onnx.defs.OpSchema, allowed: Mapping[str, Seq
     type parameter, and containers are never converted, so such a node keeps float32."""
     for formals, names in ((schema.inputs, node.input), (schema.outputs, node.output)):
         for i, name in enumerate(names):
-            formal = _formal(formals, i)
+            formal = formal_at(formals, i)
             if not name or formal is None:
                 continue
             types = allowed.get(formal.type_str, [formal.type_str])
@@ -172,7 +156,7 @@ def _plan_node(ctx: Editor, scope: Scope, node: NodeProto, plan: Plan, blocked: 
         plan.flexible[(key, node.output[0])] = node
         if node.op_type == "Cast":
             return  # reads any type as it is
-    schema = _schema(node, ctx.opset_version(""))
+    schema = standard_schema(node, ctx.opset_version(""))
     converts = (
         schema is not None
         and node.op_type not in blocked
@@ -189,7 +173,7 @@ def _plan_node(ctx: Editor, scope: Scope, node: NodeProto, plan: Plan, blocked: 
         low = f"tensor({helper.tensor_dtype_to_string(target).removeprefix('TensorProto.').lower()})"
         for formals, names, types in ((schema.inputs, node.input, in_types), (schema.outputs, node.output, out_types)):
             for i, name in enumerate(names):
-                formal = _formal(formals, i)
+                formal = formal_at(formals, i)
                 if not name or formal is None or formal.type_str not in allowed:
                     continue
                 unread = names is node.output and not scope.readers(name) and name not in scope.outputs
@@ -204,14 +188,14 @@ def _plan_node(ctx: Editor, scope: Scope, node: NodeProto, plan: Plan, blocked: 
         plan.converted.add(id(node))
     for i, name in enumerate(node.input):
         if name and in_types[i] == FLOAT:
-            formal = _formal(schema.inputs, i) if schema is not None else None
+            formal = formal_at(schema.inputs, i) if schema is not None else None
             low_here = converts and formal is not None and params.get(formal.type_str, False)
             plan.reads.append((scope, node, i, target if low_here else FLOAT))
     if node.op_type in ("Constant", "ConstantOfShape") and (key, node.output[0]) in plan.flexible:
         return
     for i, name in enumerate(node.output):
         if name and out_types[i] == FLOAT and converts:
-            formal = _formal(schema.outputs, i) if schema is not None else None
+            formal = formal_at(schema.outputs, i) if schema is not None else None
             if formal is not None and params.get(formal.type_str, False):
                 plan.storage[(key, name)] = target
 

@@ -14,12 +14,10 @@ first, so shape arithmetic on them folds.
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
+from graphsurgeon.core.collector import collector_paused
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.verb import Opt, verb
 from graphsurgeon.errors import RewriteError
@@ -81,20 +79,6 @@ def _forget_stale_value_info(model: Editor) -> None:
             dims = vi.type.tensor_type.shape.dim
             if any(not d.HasField("dim_value") for d in dims):
                 vi.type.tensor_type.ClearField("shape")
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector off meanwhile: the rounds allocate millions of short-lived objects (and no
-    cycles), which would trigger full collections over the whole model for nothing (7% of the time on 20k
-    nodes)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _settled(
@@ -165,7 +149,7 @@ def simplify(
     # after folding (new constants) and after rewrites (symbols merged by CSE).
     shapes: ShapeInfo | None = None
     current = False  # was `shapes` computed on the graph as it is (so its walk's node order serves too)?
-    with ctx.quietly(), _collector_paused():
+    with ctx.quietly(), collector_paused():
         for rounds in range(1, MAX_ROUNDS + 1):  # noqa: B007 - reported below
             before = _size(ctx)
             if shapes is None:
