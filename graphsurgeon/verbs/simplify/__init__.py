@@ -176,7 +176,7 @@ def simplify(
             counts: dict[str, int] = {}
             removed_noops = eliminate_noops(ctx, shapes, order, counts)
             fused_now = fused_first + fuse_layout_chains(ctx, shapes, order) + fuse_matmul_add(ctx, shapes, order)
-            fused_now += absorb_gemm_transposes(ctx, shapes, order)
+            fused_now += absorb_gemm_transposes(ctx, shapes)
             applied_now = run_patterns(ctx, shapes)
             for name, count in applied_now.items():
                 applied[name] = applied.get(name, 0) + count

@@ -19,7 +19,8 @@ _LAYOUT = ("Transpose", "Unsqueeze", "Squeeze")
 _PURE_RESHAPES = ("Reshape", "Unsqueeze", "Squeeze", "Flatten")
 
 
-def _axes(model: Editor, scope: Scope, node: NodeProto) -> list[int] | None:
+def layout_axes(model: Editor, scope: Scope, node: NodeProto) -> list[int] | None:
+    """Squeeze/Unsqueeze axes: the constant input (opset 13 on) or the attribute; None when not known."""
     if len(node.input) > 1 and node.input[1]:
         value = small_constant(model, scope, node.input[1])
         return None if value is None else [int(v) for v in value.reshape(-1)]
@@ -34,7 +35,7 @@ def _track(model: Editor, scope: Scope, node: NodeProto, ids: list) -> list | No
         perm = _attr(node, "perm")
         perm = list(range(len(ids)))[::-1] if perm is None else list(perm)
         return [ids[p] for p in perm] if sorted(perm) == list(range(len(ids))) else None
-    axes = _axes(model, scope, node)
+    axes = layout_axes(model, scope, node)
     if axes is None:
         return None
     if op == "Unsqueeze":
@@ -183,7 +184,7 @@ def fuse_matmul_add(model: Editor, shapes: ShapeInfo, order: NodeOrder | None = 
     return fused
 
 
-def absorb_gemm_transposes(model: Editor, shapes: ShapeInfo, order: NodeOrder | None = None) -> int:
+def absorb_gemm_transposes(model: Editor, shapes: ShapeInfo) -> int:
     """Gemm(Transpose(A), B) -> Gemm(A, B, transA=1) (and so for B): the flag flips, no transposed copy is made.
 
     Runs before folding, so a Linear's transposed weight stays the stored weight (nothing to compute or
@@ -192,30 +193,30 @@ def absorb_gemm_transposes(model: Editor, shapes: ShapeInfo, order: NodeOrder | 
     """
     index = model.index
     absorbed = 0
-    for scope in index.scopes:
-        dead: list[NodeProto] = []
-        for node in nodes_in_order(scope, order):
-            if node.op_type != "Gemm" or node.domain not in _STANDARD or len(node.input) < 2:
+    dead: dict[int, tuple[Scope, list[NodeProto]]] = {}  # per scope: the absorbed Transposes
+    for node in list(index.by_op.get("Gemm", ())):  # no walk over the whole model
+        scope = index.scope_of_node.get(id(node))
+        if scope is None or node.domain not in _STANDARD or len(node.input) < 2:
+            continue
+        for position, flag in ((0, "transA"), (1, "transB")):
+            name = node.input[position]
+            transpose = scope.producer.get(name)
+            if transpose is None or transpose.op_type != "Transpose" or transpose.domain not in _STANDARD:
                 continue
-            for position, flag in ((0, "transA"), (1, "transB")):
-                name = node.input[position]
-                transpose = scope.producer.get(name)
-                if transpose is None or transpose.op_type != "Transpose" or transpose.domain not in _STANDARD:
-                    continue
-                if name in scope.outputs or len(scope.readers(name)) != 1 or list(node.input).count(name) != 1:
-                    continue
-                if _referenced(node, flag) or _referenced(transpose, "perm"):
-                    continue  # a function attribute's value is not known here
-                dims = shapes.symbolic_dims(scope, transpose.input[0])
-                perm = _attr(transpose, "perm")
-                if dims is None or len(dims) != 2 or (perm is not None and list(perm) != [1, 0]):
-                    continue
-                model.set_node_input(node, position, transpose.input[0])
-                model.set_attribute(node, flag, 0 if _attr(node, flag) else 1)
-                dead.append(transpose)
-                absorbed += 1
-        if dead:
-            model.remove_nodes(dead, scope=scope)
+            if name in scope.outputs or len(scope.readers(name)) != 1 or list(node.input).count(name) != 1:
+                continue
+            if _referenced(node, flag) or _referenced(transpose, "perm"):
+                continue  # a function attribute's value is not known here
+            dims = shapes.symbolic_dims(scope, transpose.input[0])
+            perm = _attr(transpose, "perm")
+            if dims is None or len(dims) != 2 or (perm is not None and list(perm) != [1, 0]):
+                continue
+            model.set_node_input(node, position, transpose.input[0])
+            model.set_attribute(node, flag, 0 if _attr(node, flag) else 1)
+            dead.setdefault(id(scope), (scope, []))[1].append(transpose)
+            absorbed += 1
+    for scope, transposes in dead.values():
+        model.remove_nodes(transposes, scope=scope)
     return absorbed
 
 

@@ -19,6 +19,7 @@ from onnx import NodeProto
 from graphsurgeon.core.editor import Editor
 from graphsurgeon.core.index import Scope
 from graphsurgeon.verbs.fold.shapes import ShapeInfo
+from graphsurgeon.verbs.simplify.fusions import layout_axes
 from graphsurgeon.verbs.simplify.patterns import (
     STANDARD,
     alive,
@@ -127,7 +128,9 @@ def _as_the_op_defines(ctx: Editor, scope: Scope, link: NodeProto, dims: list, o
             elif t != -1 and out[i] != t:
                 return False
         return True
-    axes = _axes(ctx, scope, link)
+    axes = layout_axes(ctx, scope, link)
+    if axes is None and link.op_type == "Squeeze" and len(link.input) < 2:
+        axes = []  # no axes: every unit dim goes
     if axes is None:
         return False
     if link.op_type == "Squeeze":
@@ -142,17 +145,6 @@ def _as_the_op_defines(ctx: Editor, scope: Scope, link: NodeProto, dims: list, o
         return False
     rest = iter(dims)
     return out == [1 if i in insert else next(rest) for i in range(rank)]
-
-
-def _axes(ctx: Editor, scope: Scope, node: NodeProto) -> list[int] | None:
-    """Squeeze/Unsqueeze axes (attribute before opset 13, input since); [] for a Squeeze of every unit dim."""
-    if len(node.input) > 1 and node.input[1]:
-        value = constant_value(ctx, scope, node.input[1], limit=1024)
-        return None if value is None else [int(v) for v in value.reshape(-1)]
-    value = attr(node, "axes")
-    if value is None:
-        return [] if node.op_type == "Squeeze" else None
-    return [int(v) for v in value]
 
 
 def _regroup(source: list, groups: list[Group], out: list) -> list[Group] | None:
